@@ -111,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_proxy(options: argparse.Namespace) -> int:
-    import uvicorn
+    import uvloop
 
-    from .server import ProxyApp, SettingsError
+    from .server import SettingsError, serve
     from .server.settings import ENVIRONMENT, from_environment
 
     try:
@@ -123,16 +123,7 @@ def _run_proxy(options: argparse.Namespace) -> int:
         print(f"toolmodel proxy: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        ProxyApp(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-    )
+    uvloop.run(serve(settings))
     return 0
 
 

@@ -42,7 +42,7 @@ async def _serve(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, asyncio
 
 async def running_stack(dialect: str, *, reject_tools: bool = False) -> AsyncIterator[tuple[AsyncOpenAI, str]]:
     """An SDK client pointed at the proxy, and the engine's own URL."""
-    engine_socket, proxy_socket = _socket(), _socket()
+    engine_socket = _socket()
     sim = SimApp(
         SimConfig(
             model="demo/model",
@@ -53,18 +53,17 @@ async def running_stack(dialect: str, *, reject_tools: bool = False) -> AsyncIte
         )
     )
     engine_url = f"http://127.0.0.1:{engine_socket.getsockname()[1]}"
-    proxy = ProxyApp(ProxySettings(upstream=engine_url, dialect=dialect))
-    servers = [await _serve(sim, engine_socket), await _serve(proxy, proxy_socket)]
-    client = AsyncOpenAI(
-        base_url=f"http://127.0.0.1:{proxy_socket.getsockname()[1]}/v1", api_key="unused", max_retries=0
-    )
+    engine, engine_task = await _serve(sim, engine_socket)
+    proxy = ProxyApp(ProxySettings(host="127.0.0.1", upstream=engine_url, dialect=dialect))
+    await proxy.start(port=0)
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0)
     try:
         yield client, engine_url
     finally:
         await client.close()
-        for server, task in reversed(servers):
-            server.should_exit = True
-            await task
+        await proxy.close()
+        engine.should_exit = True
+        await engine_task
 
 
 async def _ask(client: AsyncOpenAI, messages: list[dict[str, Any]], stream: bool) -> tuple[str, list[dict[str, str]]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvloop
 from fake_engine import FakeEngine, Stack, start_stack
 
 
@@ -25,3 +27,9 @@ async def stack(engine: FakeEngine) -> AsyncIterator[Stack]:
 def stack_with(engine: FakeEngine) -> Callable[..., Any]:
     """``async with stack_with(api_key="k") as s:`` for a proxy with other settings."""
     return lambda **settings: contextlib.asynccontextmanager(start_stack)(engine, **settings)
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """The proxy runs on uvloop in production (``toolmodel proxy``): test it there."""
+    return uvloop.EventLoopPolicy()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from aiohttp import web
 
 from toolcall_proxy.server import ProxyApp, ProxySettings
@@ -137,15 +136,10 @@ async def start_stack(engine: FakeEngine, **settings: Any) -> AsyncIterator[Stac
     await web.TCPSite(runner, "127.0.0.1", engine_port).start()
     settings.setdefault("upstream", f"http://127.0.0.1:{engine_port}")
     settings.setdefault("dialect", "hermes")
-    app = ProxyApp(ProxySettings(host="127.0.0.1", port=free_port(), **settings))
-    config = uvicorn.Config(app, host="127.0.0.1", port=app.settings.port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
+    app = ProxyApp(ProxySettings(host="127.0.0.1", **settings))
+    await app.start(port=0)
     try:
-        yield Stack(engine, app, f"http://127.0.0.1:{app.settings.port}")
+        yield Stack(engine, app, f"http://127.0.0.1:{app.port}")
     finally:
-        server.should_exit = True
-        await task
+        await app.close(grace=1.0)
         await runner.cleanup()

@@ -1,7 +1,7 @@
-"""The proxy as a plain ASGI application.
+"""The proxy: routes each request to the pass-through relay or the tool path.
 
-No framework sits on the request path: the pass-through route is a body read, one pooled
-upstream request and a byte relay, so the proxy adds as little as a hop can.
+The pass-through route is a header filter, one pooled upstream request and a byte relay driven
+by the upstream connection's callbacks: no task, no queue, nothing per chunk but one write.
 """
 
 from __future__ import annotations
@@ -9,62 +9,36 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
 import orjson
+from prometheus_client.metrics import Counter
 
 from ..dialects import get_dialect
 from .errors import ProxyError
+from .http import Exchange, Headers, HttpServer
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .toolpath import StreamConverter, ToolPath, UpstreamCall
 from .upstream import HOP_BY_HOP, Upstream
 from .validation import ChatToolRequest, needs_tool_path, parse_tool_request
 
-__all__ = ["ProxyApp"]
+__all__ = ["ProxyApp", "serve"]
 
 log = logging.getLogger("toolmodel.proxy")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-_UNAUTHENTICATED = frozenset({"/health", "/metrics"})
-
-
-class _ClientGone(Exception):
-    """The client closed the connection; the upstream request has been cancelled."""
-
-
-class _Responder:
-    """Wraps ``send`` to remember whether the response has begun (errors can only be sent before)."""
-
-    __slots__ = ("send", "started", "status")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-        self.status = 0
-
-    async def start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        self.started, self.status = True, status
-        await self.send({"type": "http.response.start", "status": status, "headers": list(headers)})
-
-    async def body(self, data: bytes, *, more: bool = False) -> None:
-        await self.send({"type": "http.response.body", "body": data, "more_body": more})
-
-    async def whole(self, status: int, data: bytes, headers: list[tuple[bytes, bytes]] = _JSON) -> None:
-        await self.start(status, [*headers, (b"content-length", str(len(data)).encode())])
-        await self.body(data)
+_JSON: Headers = [(b"content-type", b"application/json")]
+_SSE: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_METRICS: Headers = [(b"content-type", b"text/plain; version=0.0.4")]
+_SHUTDOWN_GRACE_SECONDS = 25.0  # under Kubernetes' default 30 s termination grace period
 
 
 class ProxyApp:
+    """The proxy's request handler, its upstream pool and metrics; ``serve`` runs it."""
+
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self.dialect = get_dialect(settings.dialect)
@@ -77,118 +51,120 @@ class ProxyApp:
         )
         self.tool_path = ToolPath(self.dialect, settings, self.metrics)
         self._api_key = settings.api_key.encode() if settings.api_key else None
+        self._counters: dict[tuple[str, int], Counter] = {}
+        self._server: HttpServer | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self, *, port: int | None = None) -> None:
+        """Opens the upstream pool and listens (on ``port`` if given, else the settings' port)."""
+        await self.upstream.start()
+        self._server = HttpServer(self, max_body_bytes=self.settings.max_body_bytes)
+        await self._server.listen(self.settings.host, self.settings.port if port is None else port)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.upstream.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the proxy is not started"
+        return self._server.port
+
+    async def close(self, grace: float = _SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stops listening, lets answers in progress finish for up to ``grace`` seconds."""
+        if self._server is not None:
+            await self._server.shutdown(grace)
+            self._server = None
+        await self.upstream.close()
 
     # -- routing --------------------------------------------------------------------------
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        responder = _Responder(send)
-        kind = "passthrough"
-        path = scope["path"]
+    def handle(self, exchange: Exchange) -> None:
+        request = exchange.request
+        path = request.path
         try:
             if path == "/health":
-                kind = "health"
-                await self._health(responder)
+                exchange.kind = "health"
+                self._spawn(exchange, self._health(exchange))
                 return
             if path == "/metrics":
-                kind = "metrics"
-                await responder.whole(200, self.metrics.exposition(), [(b"content-type", b"text/plain; version=0.0.4")])
+                exchange.kind = "metrics"
+                exchange.respond(200, self.metrics.exposition(), _METRICS)
                 return
-            if path not in _UNAUTHENTICATED:
-                self._authorize(scope)
-            body = await _read_body(scope, receive, self.settings.max_body_bytes)
-            watch_disconnect = False
-            if path == "/v1/chat/completions" and scope["method"] == "POST":
-                request = _json_body(body)
-                watch_disconnect = request.get("stream") is True
-                if self.settings.mode == "proxy" and needs_tool_path(request):
-                    kind = "tools"
-                    await self._tools(parse_tool_request(request), receive, responder)
+            self._authorize(exchange)
+            if path == "/v1/chat/completions" and request.method == "POST":
+                body = _json_body(request.body)
+                if self.settings.mode == "proxy" and needs_tool_path(body):
+                    exchange.kind = "tools"
+                    tool_request = parse_tool_request(body)
+                    if tool_request.stream:
+                        self._tools_streaming(exchange, tool_request)
+                    else:
+                        self._spawn(exchange, self._tools(exchange, tool_request))
                     return
-            await self._relay(scope, receive, responder, body, watch_disconnect)
+            self._relay(exchange)
         except ProxyError as error:
-            if responder.started:
-                log.warning("error after the response began: %s", error.message)
-                await _end_stream_with_error(responder, error)
-            else:
-                await responder.whole(error.status, error.body())
-        except _ClientGone:
-            responder.status = responder.status or 499
-            log.info("client went away; upstream request cancelled (%s)", path)
-        finally:
-            self.metrics.requests.labels(kind, str(responder.status)).inc()
-            self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+            exchange.respond(error.status, error.body(), _JSON)
 
-    def _authorize(self, scope: Scope) -> None:
+    def completed(self, exchange: Exchange) -> None:
+        status = exchange.status if exchange.ended else 499  # 499: the client went away first
+        counter = self._counters.get((exchange.kind, status))
+        if counter is None:
+            counter = self._counters[(exchange.kind, status)] = self.metrics.requests.labels(exchange.kind, str(status))
+        counter.inc()
+        self.metrics.latency.labels(exchange.kind).observe(time.perf_counter() - exchange.started_at)
+        if exchange.closed:
+            log.info("client went away; upstream request cancelled (%s)", exchange.request.path)
+
+    def _authorize(self, exchange: Exchange) -> None:
         if self._api_key is None:
             return
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._api_key):
-                    return
-                break
+        value = exchange.request.header(b"authorization")
+        if value is not None:
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._api_key):
+                return
         raise ProxyError(
             401,
             "missing or wrong API key: send 'Authorization: Bearer <key>' with the key the proxy was given",
             code="invalid_api_key",
         )
 
-    async def _health(self, responder: _Responder) -> None:
+    def _spawn(self, exchange: Exchange, work: Coroutine[Any, Any, None]) -> None:
+        """Runs an answer that awaits the upstream; a client that goes away cancels it."""
+        task = asyncio.ensure_future(self._answer(exchange, work))
+        exchange.on_disconnect = task.cancel
+
+    async def _answer(self, exchange: Exchange, work: Coroutine[Any, Any, None]) -> None:
         try:
-            async with self.upstream.request("GET", "/health", headers={}, data=None) as response:
-                upstream = "ok" if response.status == 200 else f"status {response.status}"
+            await work
+        except ProxyError as error:
+            _fail(exchange, error)
+        except Exception:
+            log.exception("unhandled error in %s %s", exchange.request.method, exchange.request.path)
+            _fail(exchange, ProxyError(500, "internal error in the proxy", type="server_error"))
+
+    async def _health(self, exchange: Exchange) -> None:
+        try:
+            status, _ = await self.upstream.fetch("GET", "/health", [])
+            upstream = "ok" if status == 200 else f"status {status}"
         except ProxyError as error:
             upstream = error.message
         status = 200 if upstream == "ok" else 503
         body = {"status": "ok" if status == 200 else "degraded", "upstream": upstream, "dialect": self.dialect.name}
-        await responder.whole(status, orjson.dumps(body))
+        exchange.respond(status, orjson.dumps(body), _JSON)
 
     # -- pass-through ---------------------------------------------------------------------
-    async def _relay(
-        self, scope: Scope, receive: Receive, responder: _Responder, body: bytes, watch_disconnect: bool
-    ) -> None:
-        headers = {}
-        for name, value in scope["headers"]:
-            if name in HOP_BY_HOP or (name == b"authorization" and self._api_key is not None):
-                continue  # a key given to the proxy is the proxy's, not the engine's
-            headers[name.decode("latin-1")] = value.decode("latin-1")
-        headers.update(self.upstream.auth_headers())
-        target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope["query_string"] else "")
-        async with self.upstream.request(scope["method"], target, headers=headers, data=body or None) as response:
-            relayed = [
-                (name.lower(), value)
-                for name, value in response.raw_headers
-                if name.lower() not in HOP_BY_HOP or name.lower() == b"content-length"
-            ]
-            await responder.start(response.status, relayed)
-            copy = _copy_body(response, responder)
-            if watch_disconnect:
-                await _unless_disconnected(copy, receive, response)
-            else:
-                await copy
+    def _relay(self, exchange: Exchange) -> None:
+        request = exchange.request
+        strip_authorization = self._api_key is not None  # a key given to the proxy is the proxy's
+        headers = [
+            (name, value)
+            for name, value in request.headers
+            if name not in HOP_BY_HOP and not (strip_authorization and name == b"authorization")
+        ]
+        method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's head, body dropped
+        call = self.upstream.request(method, request.target, headers, request.body, _Relay(exchange))
+        exchange.flow = call
+        exchange.on_disconnect = call.abort
 
     # -- tools ----------------------------------------------------------------------------
-    async def _tools(self, request: ChatToolRequest, receive: Receive, responder: _Responder) -> None:
-        if request.stream:
-            await self._tools_streaming(request, receive, responder)
-            return
+    async def _tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
         tool_path = self.tool_path
         call = tool_path.upstream_call(request)
         answer = await self.upstream.post_json(call.path, call.payload)
@@ -201,82 +177,138 @@ class ProxyApp:
             text, finish_reason = _choice_text(answer)
             parsed = tool_path.parse_text(request, call, text)
         response = tool_path.completion_response(request, answer, parsed, finish_reason)
-        await responder.whole(200, orjson.dumps(response))
+        exchange.respond(200, orjson.dumps(response), _JSON)
 
-    async def _tools_streaming(self, request: ChatToolRequest, receive: Receive, responder: _Responder) -> None:
+    def _tools_streaming(self, exchange: Exchange, request: ChatToolRequest) -> None:
         call = self.tool_path.upstream_call(request)
-        headers = {"Content-Type": "application/json", **self.upstream.auth_headers()}
-        async with self.upstream.request(
-            "POST", call.path, headers=headers, data=orjson.dumps(call.payload)
-        ) as response:
-            if response.status != 200:
-                raise self.upstream.status_error(response.status, await response.read())
-            await responder.start(200, _SSE)
-            relay = self._convert_stream(request, call, response, responder)
-            await _unless_disconnected(relay, receive, response)
+        sink = _ToolStream(self, exchange, request, call)
+        upstream_call = self.upstream.request("POST", call.path, _JSON, orjson.dumps(call.payload), sink)
+        exchange.flow = upstream_call
+        exchange.on_disconnect = upstream_call.abort
 
-    async def _convert_stream(
-        self, request: ChatToolRequest, call: UpstreamCall, response: aiohttp.ClientResponse, responder: _Responder
-    ) -> None:
-        converter = StreamConverter(self.tool_path, request, request.body.get("model"))
-        parser = self.tool_path.parser(request, call)
+
+class _Relay:
+    """Pass-through: the upstream's response goes to the client as it arrives."""
+
+    __slots__ = ("_exchange", "_stream")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._stream = False
+
+    def head(self, status: int, headers: Headers) -> None:
+        length: int | None = None
+        relayed: Headers = []
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name not in HOP_BY_HOP:
+                relayed.append((name, value))
+                if name == b"content-type" and value.startswith(b"text/event-stream"):
+                    self._stream = True
+        self._exchange.start(status, relayed, length=length)
+
+    def body(self, data: bytes) -> None:
+        self._exchange.write(data)
+
+    def end(self) -> None:
+        self._exchange.end()
+
+    def fail(self, error: ProxyError) -> None:
+        if self._exchange.started and not self._stream:
+            self._exchange.abort()  # a sized body cut short: only a closed connection says so
+        else:
+            _fail(self._exchange, error)
+
+
+class _ToolStream:
+    """A streamed answer with tools: upstream completion chunks in, OpenAI chat chunks out."""
+
+    def __init__(self, app: ProxyApp, exchange: Exchange, request: ChatToolRequest, call: UpstreamCall) -> None:
+        self._app = app
+        self._exchange = exchange
+        self._request = request
+        self._call = call
+        self._converter = StreamConverter(app.tool_path, request, request.body.get("model"))
+        self._parser = app.tool_path.parser(request, call)
+        self._refused = 0  # the upstream's error status; its body is kept for the message
+        self._kept: list[bytes] = []
+        self._pending = b""
+        self._finished = False  # [DONE] seen
+        self._finish_reason: str | None = None
+        self._usage: dict[str, Any] | None = None
+
+    def head(self, status: int, headers: Headers) -> None:
+        if status != 200:
+            self._refused = status
+            return
+        self._exchange.start(200, _SSE)
+        converter = self._converter
         opening = [converter.start()]
-        if call.prefill:
-            opening.extend(converter.events(parser.feed(call.prefill)))
-        await responder.body(b"".join(opening), more=True)
-        finish_reason: str | None = None
-        usage: dict[str, Any] | None = None
-        async for line in response.content:
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
+        if self._call.prefill:
+            opening.extend(converter.events(self._parser.feed(self._call.prefill)))
+        self._exchange.write(b"".join(opening))
+
+    def body(self, data: bytes) -> None:
+        if self._refused:
+            self._kept.append(data)
+            return
+        lines = (self._pending + data).split(b"\n")
+        self._pending = lines.pop()
+        frames = [frame for line in lines for frame in self._line(line)]
+        if frames:
+            self._exchange.write(b"".join(frames))
+
+    def end(self) -> None:
+        if self._refused:
+            _fail(self._exchange, self._app.upstream.status_error(self._refused, b"".join(self._kept)))
+            return
+        frames = list(self._line(self._pending))
+        converter = self._converter
+        frames.extend(converter.events(self._parser.finish()))
+        frames.extend(converter.finish(self._finish_reason, self._usage))
+        self._exchange.end(b"".join(frames))
+
+    def fail(self, error: ProxyError) -> None:
+        _fail(self._exchange, error)
+
+    def _line(self, line: bytes) -> list[bytes]:
+        if self._finished or not line.startswith(b"data:"):
+            return []
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            self._finished = True
+            return []
+        try:
             frame = orjson.loads(data)
-            if "error" in frame or frame.get("object") == "error":
-                raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
-            usage = frame.get("usage") or usage
-            for choice in frame.get("choices") or ():
-                text = choice.get("text")
-                if text is None:
-                    text = (choice.get("delta") or {}).get("content") or ""
-                finish_reason = choice.get("finish_reason") or finish_reason
-                if not text:
-                    continue
-                frames = b"".join(converter.events(parser.feed(text)))
-                if frames:
-                    await responder.body(frames, more=True)
-        closing = list(converter.events(parser.finish()))
-        closing.extend(converter.finish(finish_reason, usage))
-        await responder.body(b"".join(closing))
+        except orjson.JSONDecodeError as error:
+            raise ProxyError(
+                502, f"the model server sent an invalid stream frame: {error}", type="upstream_error"
+            ) from None
+        if "error" in frame or frame.get("object") == "error":
+            raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
+        self._usage = frame.get("usage") or self._usage
+        frames: list[bytes] = []
+        for choice in frame.get("choices") or ():
+            text = choice.get("text")
+            if text is None:
+                text = (choice.get("delta") or {}).get("content") or ""
+            self._finish_reason = choice.get("finish_reason") or self._finish_reason
+            if text:
+                frames.extend(self._converter.events(self._parser.feed(text)))
+        return frames
 
 
 # -- helpers --------------------------------------------------------------------------------
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
-
-
-def _too_large(limit: int) -> ProxyError:
-    return ProxyError(
-        413,
-        f"the request body is larger than the proxy's limit of {limit} bytes (raise --max-body-bytes)",
-        code="request_too_large",
-    )
+def _fail(exchange: Exchange, error: ProxyError) -> None:
+    """Answers with the error, or, once a stream has begun, ends it with an error frame."""
+    if exchange.ended:
+        return
+    if not exchange.started:
+        exchange.respond(error.status, error.body(), _JSON)
+        return
+    log.warning("error after the response began: %s", error.message)
+    exchange.end(b"data: " + error.body() + b"\n\ndata: [DONE]\n\n")
 
 
 def _json_body(body: bytes) -> dict[str, Any]:
@@ -300,40 +332,21 @@ def _choice_text(answer: dict[str, Any]) -> tuple[str, str | None]:
     return str(text), choice.get("finish_reason")
 
 
-async def _copy_body(response: aiohttp.ClientResponse, responder: _Responder) -> None:
-    async for chunk in response.content.iter_any():
-        await responder.body(chunk, more=True)
-    await responder.body(b"")
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _unless_disconnected(work: Awaitable[None], receive: Receive, response: aiohttp.ClientResponse) -> None:
-    """Runs ``work``; if the client disconnects first, stops it and closes the upstream request."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        task.cancel()
-        watcher.cancel()
-        response.close()
-        raise
-    if task in done:
-        watcher.cancel()
-        task.result()
-        return
-    task.cancel()
-    response.close()  # closing the connection makes vLLM abort the generation
-    await asyncio.gather(task, return_exceptions=True)
-    raise _ClientGone
-
-
-async def _end_stream_with_error(responder: _Responder, error: ProxyError) -> None:
-    try:
-        await responder.body(b"data: " + error.body() + b"\n\ndata: [DONE]\n\n")
-    except Exception:  # the connection may be gone as well; nothing more can be said
-        log.debug("could not send the stream's error frame", exc_info=True)
+async def serve(settings: ProxySettings) -> None:
+    """Runs the proxy until SIGTERM or SIGINT, then drains answers in progress."""
+    app = ProxyApp(settings)
+    await app.start()
+    log.info(
+        "proxy listening on %s:%d, upstream %s, dialect %s",
+        settings.host,
+        app.port,
+        settings.upstream_base,
+        app.dialect.name,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing answers in progress")
+    await app.close()

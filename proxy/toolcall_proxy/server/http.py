@@ -1,0 +1,407 @@
+"""The proxy's HTTP/1.1 front end: one asyncio protocol per client connection, parsed by httptools.
+
+Why not an ASGI server: a relayed chunk through uvicorn costs a message dict, an awaited ``send``
+and a task switch, and each request a task and a scope. Here a request is handed over whole
+(bodies are small and the proxy needs them whole anyway) and the response is written straight
+to the transport, so a relayed upstream chunk is one callback and one write, as in nginx.
+
+What it implements: keep-alive with an idle timeout, pipelined requests (answered in order),
+chunked and sized request bodies with a size limit (413 before the body is read), ``Expect:
+100-continue``, HEAD, HTTP/1.0 clients, backpressure (a slow client pauses its upstream), and
+client disconnects (the handler is told at once, so it can cancel the upstream request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Protocol, cast
+
+import httptools
+
+from .errors import ProxyError
+
+__all__ = ["Exchange", "FlowControl", "Handler", "Headers", "HttpServer", "Request"]
+
+log = logging.getLogger("toolmodel.proxy")
+
+Headers = list[tuple[bytes, bytes]]
+
+_KEEP_ALIVE_SECONDS = 75.0  # longer than the usual client pool's idle time, so the client closes first
+_REASONS = {
+    100: b"Continue",
+    200: b"OK",
+    201: b"Created",
+    204: b"No Content",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    413: b"Content Too Large",
+    422: b"Unprocessable Content",
+    429: b"Too Many Requests",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+class Request:
+    """One parsed request; its body is complete when the handler sees it."""
+
+    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query", "target")
+
+    def __init__(self, method: str, target: bytes, headers: Headers, body: bytes, http_version: str) -> None:
+        url = httptools.parse_url(target)
+        self.method = method
+        self.target = target.decode("latin-1")  # path and query, as the client sent them
+        self.path = url.path.decode("latin-1")
+        self.query = (url.query or b"").decode("latin-1")
+        self.headers = headers  # lower-case names, in order
+        self.body = body
+        self.http_version = http_version
+        self.keep_alive = True
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class FlowControl(Protocol):
+    """What feeds a response (the upstream connection): paused while the client reads slowly."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class Exchange:
+    """Writes one response. ``respond`` for a whole answer; ``start``, ``write`` and ``end`` to stream."""
+
+    __slots__ = (
+        "_chunked",
+        "_connection",
+        "_head_only",
+        "closed",
+        "ended",
+        "flow",
+        "kind",
+        "on_disconnect",
+        "request",
+        "started",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self, connection: _ClientConnection, request: Request) -> None:
+        self._connection = connection
+        self.request = request
+        self._head_only = request.method == "HEAD"
+        self._chunked = False
+        self.started = False
+        self.ended = False
+        self.closed = False  # the client went away before the end
+        self.status = 0
+        self.kind = "passthrough"  # route label for metrics, set by the handler
+        self.started_at = time.perf_counter()
+        self.on_disconnect: Callable[[], object] | None = None
+        self.flow: FlowControl | None = None
+
+    def start(self, status: int, headers: Headers, *, length: int | None = None) -> None:
+        """Sends the status line and headers; without ``length`` the body is chunked."""
+        self.started, self.status = True, status
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Status"))]
+        lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+        if length is not None:
+            lines.append(b"content-length: %d\r\n" % length)
+        elif self.request.http_version == "1.1":
+            self._chunked = True
+            lines.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self.request.keep_alive = False  # an HTTP/1.0 body without a length ends with the connection
+        if not self.request.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        self._connection.write(b"".join(lines))
+
+    def write(self, data: bytes) -> None:
+        if not data or self._head_only or self.closed:
+            return
+        self._connection.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+
+    def end(self, data: bytes = b"") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if not self.closed and not self._head_only:
+            if self._chunked:
+                self._connection.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n")
+            elif data:
+                self._connection.write(data)
+        self._connection.exchange_done(self)
+
+    def abort(self) -> None:
+        """Ends a response that cannot be completed: the client sees the connection close."""
+        if self.ended:
+            return
+        self.ended = True
+        self.request.keep_alive = False
+        self._connection.abort()
+        self._connection.exchange_done(self)
+
+    def respond(self, status: int, body: bytes, headers: Headers) -> None:
+        """A whole response, generated here: with the ``date`` an origin server must send."""
+        self.start(status, [*headers, (b"date", _http_date())], length=len(body))
+        self.end(body)
+
+    def client_gone(self) -> None:
+        if self.ended:
+            return
+        self.closed = True
+        if self.on_disconnect is not None:
+            self.on_disconnect()
+
+
+class Handler(Protocol):
+    def handle(self, exchange: Exchange) -> None:
+        """Answers through ``exchange``, now or later; must end it (``respond`` or ``end``)."""
+
+    def completed(self, exchange: Exchange) -> None:
+        """Called once per exchange when it ended or the client went away."""
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, runs them one at a time, in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._rejected = False  # answered before its body arrived; the connection closes
+        self._queue: deque[Request] = deque()
+        self._current: Exchange | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._paused_reading = False
+        self._write_paused = False
+
+    # -- transport callbacks -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._server.connections.add(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        if self._rejected:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._rejected = True  # protocol switches are not offered: answer what was asked, then close
+            if self._current is None:
+                self.close()
+        except httptools.HttpParserError as error:
+            self._reject(400, f"malformed HTTP request: {error}", "invalid_http")
+        else:
+            if self._current is None:
+                self._arm_idle_timer()  # a request in pieces: each piece must come within the timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._cancel_idle_timer()
+        self._transport = None
+        self._queue.clear()
+        current, self._current = self._current, None
+        if current is not None:
+            current.client_gone()
+            self._server.handler.completed(current)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._current is not None and self._current.flow is not None:
+            self._current.flow.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._current is not None and self._current.flow is not None:
+            self._current.flow.resume_reading()
+
+    # -- parser callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body, self._size = b"", [], [], 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        limit = self._server.max_body_bytes
+        expect_continue = False
+        for name, value in self._headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                self._reject(413, _too_large(limit), "request_too_large")
+                return
+            if name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        if expect_continue and self._transport is not None:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._size += len(body)
+        if self._size > self._server.max_body_bytes:
+            self._reject(413, _too_large(self._server.max_body_bytes), "request_too_large")
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejected:
+            return
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        parser = self._parser
+        request = Request(parser.get_method().decode(), self._url, self._headers, body, parser.get_http_version())
+        request.keep_alive = parser.should_keep_alive()
+        self._queue.append(request)
+        if self._current is None:
+            self._next()
+        elif len(self._queue) > 8 and not self._paused_reading and self._transport is not None:
+            self._paused_reading = True  # a client pipelining far ahead waits for answers
+            self._transport.pause_reading()
+
+    # -- exchanges ---------------------------------------------------------------------
+    def _next(self) -> None:
+        if not self._queue or self._transport is None:
+            return
+        request = self._queue.popleft()
+        if self._paused_reading and len(self._queue) <= 1:
+            self._paused_reading = False
+            self._transport.resume_reading()
+        exchange = self._current = Exchange(self, request)
+        try:
+            self._server.handler.handle(exchange)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            if not exchange.started:
+                exchange.respond(500, b'{"error":{"message":"internal error in the proxy"}}', _JSON)
+            elif not exchange.ended:
+                self.close()
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        if exchange is not self._current:
+            return
+        self._current = None
+        self._server.handler.completed(exchange)
+        if self._transport is None:
+            return
+        if not exchange.request.keep_alive or self._rejected:
+            self.close()
+        elif self._queue:
+            self._next()
+        else:
+            self._arm_idle_timer()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def idle(self) -> bool:
+        return self._current is None and not self._queue
+
+    # -- refusals and timers -----------------------------------------------------------
+    def _reject(self, status: int, message: str, code: str) -> None:
+        """Answers a request that cannot be read to its end, then closes the connection."""
+        self._rejected = True
+        if self._current is not None or self._transport is None:
+            self.close()  # the reply would interleave with an answer in progress
+            return
+        body = ProxyError(status, message, code=code).body()
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        self._transport.write(head % (status, _REASONS[status], len(body)) + body)
+        self.close()
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        self._idle_timer = self._loop.call_later(self._server.keep_alive, self.close)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+
+class HttpServer:
+    """Listens on one address and hands each complete request to ``handler``."""
+
+    def __init__(self, handler: Handler, *, max_body_bytes: int, keep_alive: float = _KEEP_ALIVE_SECONDS) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.keep_alive = keep_alive
+        self.connections: set[_ClientConnection] = set()
+        self._server: asyncio.Server | None = None
+        self.loop: asyncio.AbstractEventLoop
+
+    async def listen(self, host: str, port: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(lambda: _ClientConnection(self), host, port, backlog=2048)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def shutdown(self, grace: float) -> None:
+        """Stops accepting; lets answers in progress finish for up to ``grace`` seconds."""
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        while True:
+            for connection in list(self.connections):
+                if connection.idle():
+                    connection.close()
+            if not self.connections or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+_JSON: Headers = [(b"content-type", b"application/json")]
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than the proxy's limit of {limit} bytes (raise --max-body-bytes)"
