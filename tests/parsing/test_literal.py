@@ -99,6 +99,7 @@ def test_string_escapes(literal: str, expected: str) -> None:
         ("1.", "1.0"),
         ("+3", "3"),
         ("1_000.5", "1000.5"),
+        ("0x1FFFFFFFFFFFFFFFFF", "590295810358705651711"),  # beyond 64 bits: JSON has no limit
     ],
 )
 def test_numbers(literal: str, expected: str) -> None:

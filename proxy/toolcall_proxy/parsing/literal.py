@@ -5,8 +5,11 @@ Models write tool arguments as JSON (Hermes, Llama), as Python dict literals (He
 module reads any of them one chunk at a time and writes valid JSON text as soon as each byte of it
 is certain, so tool-call arguments can be streamed without ever re-parsing what came before.
 
-Cost is linear: every input character is looked at once, and runs of plain string characters are
-copied in bulk. Model output is data: nothing here evaluates it.
+Cost is linear: every input character is looked at a bounded number of times (a number or word the
+fast lane below turns down is read again by the per-character steps), runs of plain string
+characters are copied in bulk, and common whole tokens (a plain key with its colon, then a plain
+string, a JSON number or true/false/null with the comma after it) are read with one regex match.
+Model output is data: nothing here evaluates it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,24 @@ class _State(Enum):
     DONE = auto()
 
 
+# The states as module-level names: on Python 3.11 looking a member up on the Enum class
+# (``_State.VALUE``) costs several times a global read, and the loop in ``feed`` compares the state
+# a few times per token.
+_VALUE = _State.VALUE
+_VALUE_OR_CLOSE = _State.VALUE_OR_CLOSE
+_KEY_OR_CLOSE = _State.KEY_OR_CLOSE
+_KEY = _State.KEY
+_COLON = _State.COLON
+_AFTER_VALUE = _State.AFTER_VALUE
+_STRING = _State.STRING
+_ESCAPE = _State.ESCAPE
+_HEX_ESCAPE = _State.HEX_ESCAPE
+_NUMBER = _State.NUMBER
+_WORD = _State.WORD
+_KWARG_NAME = _State.KWARG_NAME
+_DONE = _State.DONE
+
+
 _WHITESPACE = " \t\r\n"
 _NUMBER_START = "0123456789-+."
 _NUMBER_CHARS = frozenset("0123456789+-.eE_xXoObBabcdefABCDEF")
@@ -64,6 +85,34 @@ _PYTHON_ESCAPES = {"'": "'", "a": "\\u0007", "v": "\\u000b", "\n": ""}
 _HEX_ESCAPE_LENGTH = {"x": 2, "u": 4, "U": 8}
 _CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
 _CLOSERS = {"{": "}", "[": "]", "(": ")", "kwargs": ")"}
+
+# The fast lane. Where a chunk holds a whole common token, one regex match reads it instead of the
+# per-character steps; the states are the ones those steps would reach, and a token that could still
+# go on in the next chunk is not taken, so how the input is cut never changes the result.
+_WS = r"[ \t\r\n]*"  # exactly _WHITESPACE (``\s`` would also take \f, \v and Unicode spaces)
+_RUN = r'[^"\\\x00-\x1f]*'  # the plain part of a double-quoted string, as _PLAIN_RUN['"']
+# A scalar whose end is certain: ``value`` is what the output gets (a double-quoted string without
+# escapes is JSON already), or what _WORDS maps to it. A number or word ends at the first character
+# that cannot continue it, so that character must be here ("12" + "3", "true" + "ish" stay possible
+# at the chunk's end). The number is _JSON_NUMBER with ASCII digits: Python-only forms (1_000,
+# 0x1F, .5, +3) never match (a number character would follow) and _end_number reads them. A string
+# that stops at a backslash, a control character or the chunk's end (no ``closed``) is taken up to
+# there and goes on in the string state, so its start is not read twice.
+_SCALAR = (
+    rf'(?P<value>"{_RUN}(?P<closed>")?'
+    r"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?=[^0-9+\-.eE_xXoObBa-fA-F])"
+    r"|(?:true|false|null|True|False|None)(?=[^A-Za-z_]))"
+    rf"{_WS}(?P<comma>,{_WS})?"  # then, inside a container, the comma after it
+)
+# A value (in a list, after a key's colon, at the top level).
+_PLAIN_VALUE = re.compile(_SCALAR)
+_PLAIN_VALUE_START = frozenset('"-0123456789tfnTFN')
+# An object member, ``"key": value, ``, as far as it is plain and here: the key's plain start;
+# or the whole key with its colon; or that and a scalar. It always matches at a double quote.
+_PLAIN_MEMBER = re.compile(rf'"(?P<key>{_RUN})(?P<colon>"{_WS}:{_WS}(?:{_SCALAR})?)?')
+# What a comma leads to, by the innermost container: a key, an element (or, after a trailing comma,
+# the end), a keyword argument.
+_AFTER_COMMA = {"{": _KEY, "[": _VALUE_OR_CLOSE, "(": _VALUE_OR_CLOSE, "kwargs": _KWARG_NAME}
 
 
 def _json_char(char: str) -> str:
@@ -105,7 +154,7 @@ class LiteralTranscoder:
 
     def __init__(self, *, kwargs: bool = False) -> None:
         self._stack: list[str] = []
-        self._state = _State.VALUE
+        self._state = _VALUE
         self._first = True  # no element written yet in the innermost container
         self._quote = '"'
         self._buffer: list[str] = []
@@ -118,7 +167,7 @@ class LiteralTranscoder:
         if kwargs:
             self._stack.append("kwargs")
             self.out.append("{")
-            self._state = _State.KWARG_NAME
+            self._state = _KWARG_NAME
             self.started = True
 
     def drain(self) -> str:
@@ -127,7 +176,7 @@ class LiteralTranscoder:
         return text
 
     # The loop below is the hot path of argument streaming: one branch per state, with the
-    # common cases (plain string runs, whitespace) first.
+    # common cases (plain string runs, whitespace, then the fast lane's whole tokens) first.
     def feed(self, text: str, pos: int = 0) -> int:  # noqa: C901 - one state machine, kept together
         end = len(text)
         out = self.out
@@ -135,7 +184,7 @@ class LiteralTranscoder:
         try:
             while pos < end:
                 state = self._state
-                if state is _State.STRING:
+                if state is _STRING:
                     match = _PLAIN_RUN[self._quote].match(text, pos)
                     if match is not None:
                         out.append(match.group())
@@ -147,27 +196,27 @@ class LiteralTranscoder:
                         out.append('"')
                         self._end_string()
                     elif char == "\\":
-                        self._state = _State.ESCAPE
+                        self._state = _ESCAPE
                     else:  # a control character or, in a single-quoted string, a double quote
                         out.append(_json_char(char))
                     continue
                 char = text[pos]
-                if state is _State.ESCAPE:
+                if state is _ESCAPE:
                     pos += 1
                     self._escape(char)
                     continue
-                if state is _State.HEX_ESCAPE:
+                if state is _HEX_ESCAPE:
                     pos += 1
                     self._hex_digit(char)
                     continue
-                if state is _State.NUMBER:
+                if state is _NUMBER:
                     if char in _NUMBER_CHARS:
                         self._buffer.append(char)
                         pos += 1
                         continue
                     self._end_number()
                     continue
-                if state is _State.WORD:
+                if state is _WORD:
                     if char in _WORD_CHARS:
                         self._buffer.append(char)
                         pos += 1
@@ -177,17 +226,27 @@ class LiteralTranscoder:
                 if char in _WHITESPACE:
                     pos += 1
                     continue
-                if state is _State.DONE:
+                if state is _DONE:
                     return pos
+                # The fast lane (see _SCALAR): whole plain tokens, each in one match.
+                if state is _KEY or state is _KEY_OR_CLOSE:
+                    if char == '"':
+                        pos = self._plain_member(text, pos)
+                        continue
+                elif (state is _VALUE or state is _VALUE_OR_CLOSE) and char in _PLAIN_VALUE_START:
+                    fast = self._plain_value(text, pos)
+                    if fast:
+                        pos = fast
+                        continue
                 pos += 1
-                if state is _State.VALUE or state is _State.VALUE_OR_CLOSE:
-                    if state is _State.VALUE_OR_CLOSE and char in ")]":
+                if state is _VALUE or state is _VALUE_OR_CLOSE:
+                    if state is _VALUE_OR_CLOSE and char in ")]":
                         self._close(char)
                     else:
                         self._start_value(char)
-                elif state is _State.AFTER_VALUE:
+                elif state is _AFTER_VALUE:
                     self._after_value(char)
-                elif state is _State.KEY_OR_CLOSE or state is _State.KEY:
+                elif state is _KEY_OR_CLOSE or state is _KEY:
                     if char == "}":
                         self._close(char)
                     elif char in "\"'":
@@ -199,33 +258,83 @@ class LiteralTranscoder:
                         self._key_pending = True
                         out.append('"')
                         self._buffer = [char]
-                        self._state = _State.NUMBER
+                        self._state = _NUMBER
                     else:
                         raise LiteralError(f"expected an object key, found {char!r}")
-                elif state is _State.COLON:
+                elif state is _COLON:
                     if char != ":":
                         raise LiteralError(f"expected ':' after an object key, found {char!r}")
                     out.append(": ")
-                    self._state = _State.VALUE
-                elif state is _State.KWARG_NAME:
+                    self._state = _VALUE
+                elif state is _KWARG_NAME:
                     pos = self._kwarg_name(text, pos - 1)
                 if self.done:
                     return pos
         except LiteralError as error:
             # At the offending character: the one just read or, for a bad number or word, the
             # one that ended it (not read yet, and always in this chunk).
-            error.position = pos if state is _State.NUMBER or state is _State.WORD else max(pos - 1, 0)
+            error.position = pos if state is _NUMBER or state is _WORD else max(pos - 1, 0)
             raise
         return pos
 
     def finish(self) -> None:
         """The input ended: complete a value that needed one more character to be sure of."""
-        if self._state is _State.NUMBER and not self._stack:
+        if self._state is _NUMBER and not self._stack:
             self._end_number()
-        elif self._state is _State.WORD and not self._stack:
+        elif self._state is _WORD and not self._stack:
             self._end_word()
         if not self.done:
             raise LiteralError("the value is incomplete")
+
+    # -- the fast lane: whole tokens in one match ------------------------------------------
+    def _plain_member(self, text: str, pos: int) -> int:
+        """Reads an object member from its key's opening quote at ``pos``, as far as it is plain.
+
+        Returns where reading goes on: in the key's string state, in the value state, or after the
+        value.
+        """
+        match = _PLAIN_MEMBER.match(text, pos)
+        assert match is not None  # text[pos] is the quote, and all after it is optional
+        key, colon, value, closed, comma = match.groups()
+        self._quote = '"'
+        if colon is None:  # the key goes on past an escape, a control character or the chunk's end
+            self._comma()
+            self._key_pending = True
+            self.out.append('"' + key)
+            self._state = _STRING
+            return match.end()
+        self.out.append(('"' if self._first else ', "') + key + '": ')
+        if value is None:
+            self._state = _VALUE
+            return match.end()
+        return self._plain_scalar(match, value, closed, comma)
+
+    def _plain_value(self, text: str, pos: int) -> int:
+        """Reads a scalar at ``pos`` in one match; 0 (never where one ends) if the fast lane does not take it."""
+        match = _PLAIN_VALUE.match(text, pos)
+        if match is None:
+            return 0
+        value, closed, comma = match.groups()
+        self.started = True
+        self._element_separator()
+        return self._plain_scalar(match, value, closed, comma)
+
+    def _plain_scalar(self, match: re.Match[str], value: str, closed: str | None, comma: str | None) -> int:
+        """Writes the scalar of a ``_SCALAR`` match (its groups given); returns where reading goes on."""
+        if value[0] != '"':
+            self.out.append(_WORDS.get(value, value))  # a word (as JSON) or a number
+        else:
+            self._quote = '"'
+            self.out.append(value)
+            if closed is None:
+                self._state = _STRING
+                return match.end("value")
+        self._value_done()
+        if not self._stack:  # the whole value: what follows is not ours to read
+            return match.end("value")
+        if comma is not None:
+            self._state = _AFTER_COMMA[self._stack[-1]]
+        return match.end()
 
     # -- values ---------------------------------------------------------------------------
     def _start_value(self, char: str) -> None:
@@ -237,22 +346,22 @@ class LiteralTranscoder:
             self._stack.append(char)
             self.out.append("{" if char == "{" else "[")
             self._first = True
-            self._state = _State.KEY_OR_CLOSE if char == "{" else _State.VALUE_OR_CLOSE
+            self._state = _KEY_OR_CLOSE if char == "{" else _VALUE_OR_CLOSE
         elif char in _NUMBER_START:
             self._buffer = [char]
-            self._state = _State.NUMBER
+            self._state = _NUMBER
         elif char in _WORD_CHARS:
             self._buffer = [char]
-            self._state = _State.WORD
+            self._state = _WORD
         else:
             raise LiteralError(f"expected a value, found {char!r}")
 
     def _value_done(self) -> None:
         self._first = False
         if self._stack:
-            self._state = _State.AFTER_VALUE
+            self._state = _AFTER_VALUE
         else:
-            self._state = _State.DONE
+            self._state = _DONE
             self.done = True
 
     def _comma(self) -> None:
@@ -262,12 +371,7 @@ class LiteralTranscoder:
     def _after_value(self, char: str) -> None:
         top = self._stack[-1]
         if char == ",":
-            if top == "{":
-                self._state = _State.KEY
-            elif top == "kwargs":
-                self._state = _State.KWARG_NAME
-            else:
-                self._state = _State.VALUE_OR_CLOSE
+            self._state = _AFTER_COMMA[top]
             return
         if char in "}])":
             self._close(char)
@@ -295,17 +399,17 @@ class LiteralTranscoder:
         self.started = True
         self._quote = quote
         self.out.append('"')
-        self._state = _State.STRING
+        self._state = _STRING
 
     def _end_string(self) -> None:
         if self._key_pending:
             self._key_pending = False
-            self._state = _State.COLON
+            self._state = _COLON
         else:
             self._value_done()
 
     def _escape(self, char: str) -> None:
-        self._state = _State.STRING
+        self._state = _STRING
         if char in _SHARED_ESCAPES:
             self.out.append(_SHARED_ESCAPES[char])
         elif char in _PYTHON_ESCAPES:
@@ -314,7 +418,7 @@ class LiteralTranscoder:
             self._hex_kind = char
             self._hex_left = _HEX_ESCAPE_LENGTH[char]
             self._buffer = []
-            self._state = _State.HEX_ESCAPE
+            self._state = _HEX_ESCAPE
         elif char in "01234567":
             # Python octal escape: the common case is \0; longer forms are rare, one digit read
             self.out.append(f"\\u{int(char, 8):04x}")
@@ -331,7 +435,7 @@ class LiteralTranscoder:
             return
         digits = "".join(self._buffer)
         self._buffer = []
-        self._state = _State.STRING
+        self._state = _STRING
         if self._hex_kind == "u":
             self.out.append("\\u" + digits)  # kept as written: surrogate pairs stay intact
             return
@@ -347,7 +451,7 @@ class LiteralTranscoder:
         if self._key_pending:  # a numeric Python dict key, written as a JSON string
             self._key_pending = False
             self.out.append(text + '"')
-            self._state = _State.COLON
+            self._state = _COLON
             return
         self._element_separator()
         if _JSON_NUMBER.match(text):
@@ -389,7 +493,7 @@ class LiteralTranscoder:
         self._buffer = []
         self._comma()
         self.out.append(f'"{name}": ')
-        self._state = _State.VALUE
+        self._state = _VALUE
         return pos + 1
 
 
@@ -403,6 +507,8 @@ def _python_number(text: str) -> str:
             value = float(cleaned)
         except ValueError:
             raise LiteralError(f"{text!r} is not a number") from None
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    if isinstance(value, int):
+        return str(value)  # JSON numbers have no size limit (orjson's stop at 64 bits)
+    if value != value or value in (float("inf"), float("-inf")):
         raise LiteralError(f"{text!r} has no JSON form")
     return orjson.dumps(value).decode()

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
-from prometheus_client.metrics import Counter
+from prometheus_client.metrics import Counter, Histogram
 
 from ..dialects import get_dialect
 from .errors import ProxyError
@@ -52,6 +52,7 @@ class ProxyApp:
         self.tool_path = ToolPath(self.dialect, settings, self.metrics)
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._counters: dict[tuple[str, int], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
         self._server: HttpServer | None = None
 
     # -- life cycle -----------------------------------------------------------------------
@@ -103,11 +104,15 @@ class ProxyApp:
 
     def completed(self, exchange: Exchange) -> None:
         status = exchange.status if exchange.ended else 499  # 499: the client went away first
-        counter = self._counters.get((exchange.kind, status))
-        if counter is None:
-            counter = self._counters[(exchange.kind, status)] = self.metrics.requests.labels(exchange.kind, str(status))
+        kind = exchange.kind
+        counter = self._counters.get((kind, status))
+        if counter is None:  # labels() costs more than the count: look each series up once
+            counter = self._counters[(kind, status)] = self.metrics.requests.labels(kind, str(status))
         counter.inc()
-        self.metrics.latency.labels(exchange.kind).observe(time.perf_counter() - exchange.started_at)
+        latency = self._latencies.get(kind)
+        if latency is None:
+            latency = self._latencies[kind] = self.metrics.latency.labels(kind)
+        latency.observe(time.perf_counter() - exchange.started_at)
         if exchange.closed:
             log.info("client went away; upstream request cancelled (%s)", exchange.request.path)
 

@@ -89,10 +89,10 @@ class Exchange:
     __slots__ = (
         "_chunked",
         "_connection",
+        "_flow",
         "_head_only",
         "closed",
         "ended",
-        "flow",
         "kind",
         "on_disconnect",
         "request",
@@ -113,7 +113,18 @@ class Exchange:
         self.kind = "passthrough"  # route label for metrics, set by the handler
         self.started_at = time.perf_counter()
         self.on_disconnect: Callable[[], object] | None = None
-        self.flow: FlowControl | None = None
+        self._flow: FlowControl | None = None
+
+    @property
+    def flow(self) -> FlowControl | None:
+        return self._flow
+
+    @flow.setter
+    def flow(self, flow: FlowControl | None) -> None:
+        """What feeds this response: paused now if the client is already behind, and whenever it falls behind."""
+        self._flow = flow
+        if flow is not None and self._connection.write_paused:
+            flow.pause_reading()
 
     def start(self, status: int, headers: Headers, *, length: int | None = None) -> None:
         """Sends the status line and headers; without ``length`` the body is chunked."""
@@ -193,18 +204,17 @@ class _ClientConnection(asyncio.Protocol):
         self._rejected = False  # answered before its body arrived; the connection closes
         self._queue: deque[Request] = deque()
         self._current: Exchange | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.quiet_since = self._loop.time()  # when it last became idle or got part of a request
+        self._continue_owed = False  # the request being read asked for "100 Continue" and has not had it
         self._paused_reading = False
-        self._write_paused = False
+        self.write_paused = False
 
     # -- transport callbacks -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._server.connections.add(self)
-        self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
         if self._rejected:
             return
         try:
@@ -217,11 +227,10 @@ class _ClientConnection(asyncio.Protocol):
             self._reject(400, f"malformed HTTP request: {error}", "invalid_http")
         else:
             if self._current is None:
-                self._arm_idle_timer()  # a request in pieces: each piece must come within the timeout
+                self.quiet_since = self._loop.time()  # a request in pieces: each must come in time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        self._cancel_idle_timer()
         self._transport = None
         self._queue.clear()
         current, self._current = self._current, None
@@ -230,18 +239,19 @@ class _ClientConnection(asyncio.Protocol):
             self._server.handler.completed(current)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self._current is not None and self._current.flow is not None:
             self._current.flow.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self._current is not None and self._current.flow is not None:
             self._current.flow.resume_reading()
 
     # -- parser callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body, self._size = b"", [], [], 0
+        self._continue_owed = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -258,7 +268,14 @@ class _ClientConnection(asyncio.Protocol):
                 return
             if name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
-        if expect_continue and self._transport is not None:
+        if expect_continue:
+            self._continue_owed = True
+            self._send_continue()
+
+    def _send_continue(self) -> None:
+        """The interim answer, unless an earlier response is still being written: it would land inside."""
+        if self._continue_owed and self._current is None and not self._queue and self._transport is not None:
+            self._continue_owed = False
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -318,7 +335,8 @@ class _ClientConnection(asyncio.Protocol):
         elif self._queue:
             self._next()
         else:
-            self._arm_idle_timer()
+            self.quiet_since = self._loop.time()
+            self._send_continue()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -343,15 +361,6 @@ class _ClientConnection(asyncio.Protocol):
         self._transport.write(head % (status, _REASONS[status], len(body)) + body)
         self.close()
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(self._server.keep_alive, self.close)
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
 
 class HttpServer:
     """Listens on one address and hands each complete request to ``handler``."""
@@ -362,11 +371,23 @@ class HttpServer:
         self.keep_alive = keep_alive
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop
 
     async def listen(self, host: str, port: int) -> None:
         self.loop = asyncio.get_running_loop()
         self._server = await self.loop.create_server(lambda: _ClientConnection(self), host, port, backlog=2048)
+        self._sweeper = asyncio.create_task(self._close_idle_connections())
+
+    async def _close_idle_connections(self) -> None:
+        """One sweep for all connections, cheaper than a timer armed and cancelled per request."""
+        interval = min(1.0, self.keep_alive / 4)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = self.loop.time() - self.keep_alive
+            for connection in list(self.connections):
+                if connection.idle() and connection.quiet_since < deadline:
+                    connection.close()
 
     @property
     def port(self) -> int:
@@ -377,6 +398,8 @@ class HttpServer:
         """Stops accepting; lets answers in progress finish for up to ``grace`` seconds."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         deadline = self.loop.time() + grace
         while True:
             for connection in list(self.connections):

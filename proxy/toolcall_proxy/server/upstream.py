@@ -122,7 +122,10 @@ class _Connection(asyncio.Protocol):
         self._headers: Headers = []
         self._headers_done = False
         self._framed = False  # the body has a length or chunks, so its end is known before EOF
-        self._reading_paused = False
+        self.reading_paused = False
+        self._completed: UpstreamCall | None = None
+        self._keep_alive = False  # its response ended within the current feed
+        self._trailing = False  # bytes followed the end of the response: the connection is spoiled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -142,16 +145,18 @@ class _Connection(asyncio.Protocol):
         if self.call is None:  # bytes nobody asked for: the connection cannot be trusted
             self.abandon()
             return
+        error: ProxyError | None = None
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as error:
-            cause = error.__context__
-            if not isinstance(cause, ProxyError):
-                log.error("relaying the upstream response failed", exc_info=cause)
-                cause = ProxyError(500, "the proxy failed while relaying the response", type="server_error")
-            self._give_up(cause)
-        except httptools.HttpParserError as error:
-            self._give_up(self._pool.failure("protocol", 502, f"the model server sent invalid HTTP: {error}"))
+        except httptools.HttpParserCallbackError as failed:
+            error = _as_proxy_error(failed.__context__)
+        except httptools.HttpParserError as failed:
+            error = self._pool.failure("protocol", 502, f"the model server sent invalid HTTP: {failed}")
+        if self._completed is not None:
+            self._trailing = self._trailing or error is not None  # junk after the end: not reusable
+            self._complete()
+        elif error is not None:
+            self._give_up(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -160,7 +165,7 @@ class _Connection(asyncio.Protocol):
         if call is None or call.done:
             return
         call.connection = None
-        if not self._answered and self.reused and not call.retried:
+        if not self._answered and self.reused and not call.retried and not self._pool.closed:
             # an idle connection the server had just closed: the request never reached it
             call.retried = True
             self._pool.dispatch(call, fresh=True)
@@ -172,30 +177,45 @@ class _Connection(asyncio.Protocol):
             call.fail(self._pool.failure("broken_response", 502, f"the model server's response broke off{reason}"))
 
     # -- parser callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.call is None:
+            self._trailing = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailing:
+            return
         name = name.lower()
         if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
             self._framed = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._headers_done = True
-        assert self.call is not None
-        self.call.sink.head(self._parser.get_status_code(), self._headers)
+        if self.call is not None:
+            self._headers_done = True
+            self.call.sink.head(self._parser.get_status_code(), self._headers)
 
     def on_body(self, body: bytes) -> None:
-        assert self.call is not None
-        self.call.sink.body(body)
+        if self.call is not None:
+            self.call.sink.body(body)
 
     def on_message_complete(self) -> None:
-        call, self.call = self.call, None
+        if self.call is not None:
+            self._completed, self.call = self.call, None
+            self._keep_alive = self._parser.should_keep_alive()
+
+    def _complete(self) -> None:
+        """After the feed that ended the response: the connection goes back to the pool if clean."""
+        call, self._completed = self._completed, None
         assert call is not None
         call.connection, call.done = None, True
-        if self._parser.should_keep_alive():
+        if self._keep_alive and not self._trailing:
             self._pool.release(self)
         else:
             self.abandon()
-        call.sink.end()
+        try:
+            call.sink.end()
+        except Exception as failed:  # the sink's own processing of the end failed
+            call.sink.fail(_as_proxy_error(failed))
 
     # -- control -----------------------------------------------------------------------
     def _give_up(self, error: ProxyError) -> None:
@@ -211,14 +231,22 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
             self.transport.resume_reading()
+
+
+def _as_proxy_error(error: BaseException | None) -> ProxyError:
+    """A sink's failure as the answer to give: its own ``ProxyError``, or a logged internal error."""
+    if isinstance(error, ProxyError):
+        return error
+    log.error("relaying the upstream response failed", exc_info=error)
+    return ProxyError(500, "the proxy failed while relaying the response", type="server_error")
 
 
 class Upstream:
@@ -237,13 +265,16 @@ class Upstream:
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
 
     async def start(self) -> None:
+        self.closed = False
         self._loop = asyncio.get_running_loop()
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:
+        self.closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -309,6 +340,9 @@ class Upstream:
 
     # -- the pool ----------------------------------------------------------------------
     def dispatch(self, call: UpstreamCall, *, fresh: bool = False) -> None:
+        if self.closed:
+            call.fail(self.failure("unreachable", 503, "the proxy is shutting down"))
+            return
         while self._idle and not fresh:
             connection = self._idle.pop()  # the most recently used: least likely to have been closed
             if connection.transport is not None and not connection.transport.is_closing():
@@ -366,7 +400,7 @@ class Upstream:
         while True:
             await asyncio.sleep(interval)
             for connection in list(self._busy):
-                if connection.heard:
+                if connection.heard or connection.reading_paused:  # paused: the client is slow, not us
                     connection.heard, connection.silent = False, 0.0
                     continue
                 connection.silent += interval

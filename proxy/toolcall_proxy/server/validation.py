@@ -86,7 +86,7 @@ def needs_tool_path(body: Mapping[str, Any]) -> bool:
     if not isinstance(messages, list):
         return False
     return any(
-        isinstance(message, Mapping) and (message.get("role") in ("tool", "function") or message.get("tool_calls"))
+        isinstance(message, dict) and (message.get("role") in ("tool", "function") or message.get("tool_calls"))
         for message in messages
     )
 
