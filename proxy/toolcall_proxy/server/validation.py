@@ -160,6 +160,21 @@ def _tools(value: Any) -> list[Tool]:
         return []
     if not isinstance(value, list):
         raise bad_request("tools", 'must be a list of {"type": "function", "function": {...}} objects')
+    try:
+        key = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return list(_checked_tools(value))  # not JSON-native: checked without the cache, and refused there
+    return list(_cached_tools(key))
+
+
+@lru_cache(maxsize=256)
+def _cached_tools(key: bytes) -> tuple[Tool, ...]:
+    """Agents send the same tools with every turn: each distinct list is checked once.
+    (Tools are read-only from here on, so requests may share them.)"""
+    return _checked_tools(orjson.loads(key))
+
+
+def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
     tools: list[Tool] = []
     names: set[str] = set()
     for index, entry in enumerate(value):
@@ -190,7 +205,7 @@ def _tools(value: Any) -> list[Tool]:
         if not isinstance(strict, bool):
             raise bad_request(f"{where}.function.strict", "must be true or false")
         tools.append(Tool(name=name, definition=entry, parameters=parameters, strict=strict, validator=validator))
-    return tools
+    return tuple(tools)
 
 
 def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
