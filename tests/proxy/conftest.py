@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,7 +28,6 @@ def stack_with(engine: FakeEngine) -> Callable[..., Any]:
     return lambda **settings: contextlib.asynccontextmanager(start_stack)(engine, **settings)
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
     """The proxy runs on uvloop in production (``toolmodel proxy``): test it there."""
-    return uvloop.EventLoopPolicy()
+    return {"uvloop": uvloop.new_event_loop}

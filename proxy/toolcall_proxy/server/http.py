@@ -140,6 +140,8 @@ class Exchange:
             self.request.keep_alive = False  # an HTTP/1.0 body without a length ends with the connection
         if not self.request.keep_alive:
             lines.append(b"connection: close\r\n")
+        elif self.request.http_version == "1.0":
+            lines.append(b"connection: keep-alive\r\n")  # HTTP/1.0 keeps a connection only when told
         lines.append(b"\r\n")
         self._connection.write(b"".join(lines))
 
@@ -288,6 +290,7 @@ class _ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._continue_owed = False  # the body came without it
         if self._rejected:
             return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)

@@ -287,7 +287,10 @@ class Upstream:
 
     # -- requests ----------------------------------------------------------------------
     def request(self, method: str, target: str, headers: Headers, body: bytes, sink: ResponseSink) -> UpstreamCall:
-        """Sends a request; its response (or failure) goes to ``sink``. ``headers`` exclude hop-by-hop ones."""
+        """Sends a request; its response (or failure) goes to ``sink``. ``headers`` exclude hop-by-hop ones.
+
+        Not for HEAD: the response parser would wait for the body its headers announce.
+        """
         head = [b"%s %s%s HTTP/1.1\r\n" % (method.encode(), self._prefix.encode(), target.encode("latin-1"))]
         head.append(self._host_line)
         head.extend([b"%s: %s\r\n" % pair for pair in headers])
