@@ -1061,6 +1061,11 @@ class Bench:
         assert self.upstream is not None
         results: dict[str, Any] = {}
         model = model_name(ttft=30000, n=1)
+        # Ours starts afresh: after figures A-C its heap has free room that would hide what streams
+        # cost (nginx's pools are sized by configuration; LiteLLM's start-up takes minutes).
+        ours = self.services["ours"]
+        ours.stop()
+        ours.start(self.workdir, timeout=30)
         for target in ["ours", *self.peers()]:
             service = self.services[target]
             idle = rss_kb(service.pid)
