@@ -18,6 +18,7 @@ import orjson
 from prometheus_client.metrics import Counter, Histogram
 
 from ..dialects import get_dialect
+from ..rendering import compile_template
 from .errors import ProxyError
 from .http import Exchange, Headers, HttpServer
 from .metrics import ProxyMetrics
@@ -50,6 +51,7 @@ class ProxyApp:
             metrics=self.metrics,
         )
         self.tool_path = ToolPath(self.dialect, settings, self.metrics)
+        compile_template(self.dialect.template)  # now, rather than ~60 ms into the first request
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._counters: dict[tuple[str, int], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
@@ -227,12 +229,30 @@ class _Relay:
 
 
 class _ToolStream:
-    """A streamed answer with tools: upstream completion chunks in, OpenAI chat chunks out."""
+    """A streamed answer with tools: upstream completion chunks in, OpenAI chat chunks out.
+
+    Every upstream frame is a token or two, so this is the proxy's hottest Python: the texts of
+    the frames that arrive together are fed to the parser at once, and everything they make
+    leaves in one write.
+    """
+
+    __slots__ = (
+        "_app",
+        "_call",
+        "_converter",
+        "_exchange",
+        "_finish_reason",
+        "_finished",
+        "_kept",
+        "_parser",
+        "_pending",
+        "_refused",
+        "_usage",
+    )
 
     def __init__(self, app: ProxyApp, exchange: Exchange, request: ChatToolRequest, call: UpstreamCall) -> None:
         self._app = app
         self._exchange = exchange
-        self._request = request
         self._call = call
         self._converter = StreamConverter(app.tool_path, request, request.body.get("model"))
         self._parser = app.tool_path.parser(request, call)
@@ -248,60 +268,66 @@ class _ToolStream:
             self._refused = status
             return
         self._exchange.start(200, _SSE)
-        converter = self._converter
-        opening = [converter.start()]
+        out = [self._converter.start()]
         if self._call.prefill:
-            opening.extend(converter.events(self._parser.feed(self._call.prefill)))
-        self._exchange.write(b"".join(opening))
+            self._converter.events(self._parser.feed(self._call.prefill), out)
+        self._exchange.write(b"".join(out))
 
     def body(self, data: bytes) -> None:
         if self._refused:
             self._kept.append(data)
             return
-        lines = (self._pending + data).split(b"\n")
+        lines = (self._pending + data if self._pending else data).split(b"\n")
         self._pending = lines.pop()
-        frames = [frame for line in lines for frame in self._line(line)]
-        if frames:
-            self._exchange.write(b"".join(frames))
+        out: list[bytes] = []
+        self._convert(lines, out)
+        if out:
+            self._exchange.write(b"".join(out))
 
     def end(self) -> None:
         if self._refused:
             _fail(self._exchange, self._app.upstream.status_error(self._refused, b"".join(self._kept)))
             return
-        frames = list(self._line(self._pending))
-        converter = self._converter
-        frames.extend(converter.events(self._parser.finish()))
-        frames.extend(converter.finish(self._finish_reason, self._usage))
-        self._exchange.end(b"".join(frames))
+        out: list[bytes] = []
+        self._convert([self._pending], out)
+        self._converter.events(self._parser.finish(), out)
+        self._converter.finish(self._finish_reason, self._usage, out)
+        self._exchange.end(b"".join(out))
 
     def fail(self, error: ProxyError) -> None:
         _fail(self._exchange, error)
 
-    def _line(self, line: bytes) -> list[bytes]:
-        if self._finished or not line.startswith(b"data:"):
-            return []
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            self._finished = True
-            return []
-        try:
-            frame = orjson.loads(data)
-        except orjson.JSONDecodeError as error:
-            raise ProxyError(
-                502, f"the model server sent an invalid stream frame: {error}", type="upstream_error"
-            ) from None
-        if "error" in frame or frame.get("object") == "error":
-            raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
-        self._usage = frame.get("usage") or self._usage
-        frames: list[bytes] = []
-        for choice in frame.get("choices") or ():
-            text = choice.get("text")
-            if text is None:
-                text = (choice.get("delta") or {}).get("content") or ""
-            self._finish_reason = choice.get("finish_reason") or self._finish_reason
-            if text:
-                frames.extend(self._converter.events(self._parser.feed(text)))
-        return frames
+    def _convert(self, lines: list[bytes], out: list[bytes]) -> None:
+        texts = []
+        for line in lines:
+            if self._finished or not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self._finished = True
+                continue
+            try:
+                frame = orjson.loads(data)
+            except orjson.JSONDecodeError as error:
+                raise ProxyError(
+                    502, f"the model server sent an invalid stream frame: {error}", type="upstream_error"
+                ) from None
+            if "error" in frame or frame.get("object") == "error":
+                raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
+            usage = frame.get("usage")
+            if usage:
+                self._usage = usage
+            for choice in frame.get("choices") or ():
+                text = choice.get("text")
+                if text is None:
+                    text = (choice.get("delta") or {}).get("content")
+                if text:
+                    texts.append(text)
+                reason = choice.get("finish_reason")
+                if reason:
+                    self._finish_reason = reason
+        if texts:
+            self._converter.events(self._parser.feed(texts[0] if len(texts) == 1 else "".join(texts)), out)
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,11 +203,10 @@ class ToolPath:
             value = orjson.loads(arguments)
         except orjson.JSONDecodeError as error:
             return f"arguments are not JSON: {error}"
-        error_found = next(iter(tool.validator.iter_errors(value)), None)
-        if error_found is None:
+        found = tool.arguments.problem(value)
+        if found is None:
             return None
-        where = "/".join(str(part) for part in error_found.absolute_path) or "(root)"
-        problem = f"arguments of {name} at {where}: {error_found.message}"
+        problem = f"arguments of {name} {found}"
         if not self._must_validate(request, name):
             self.count_failure("schema", problem, arguments, kept=True)
         return problem
@@ -218,12 +217,19 @@ class ToolPath:
         log.warning("tool call %s: %s (%s): %.200r", action, error, reason, raw)
 
 
+# The end of every chunk frame after its delta; the common deltas are spliced in as bytes.
+_OPEN_FRAME_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_ARGUMENTS_END = b"}}]}" + _OPEN_FRAME_END
+
+
 class StreamConverter:
     """Turns parser events into OpenAI ``chat.completion.chunk`` SSE frames.
 
     Calls stream as they are parsed: the first frame of a call carries its id, type and name,
     then ``arguments`` fragments follow as generated. When calls must be validated first
     (strict schemas, forced ``tool_choice``), each call is sent whole once it has been checked.
+    An argument fragment or a piece of text is the frame of nearly every token, so those two
+    frames are spliced from bytes made once per stream rather than serialized as dicts.
     """
 
     def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str | None) -> None:
@@ -240,13 +246,16 @@ class StreamConverter:
             + orjson.dumps(model)
             + b',"choices":[{"index":0,"delta":'
         )
+        self._content_prefix = self._prefix + b'{"content":'
+        self._argument_prefixes: dict[int, bytes] = {}  # parser index -> frame up to the fragment
         self._ids: dict[int, str] = {}
         self._names: dict[int, str] = {}
-        self._arguments: dict[int, list[str]] = {}
-        self._sent_calls = 0
-        self._dropped: set[int] = set()
-        self._positions: dict[int, int] = {}  # parser index -> index in the client's tool_calls
-        self.any_call = False
+        self._arguments: dict[int, list[str]] = {}  # of the calls kept (not dropped)
+        self._shown_calls = 0  # calls the client has seen: the next one's index in tool_calls
+
+    @property
+    def any_call(self) -> bool:
+        return self._shown_calls > 0
 
     def frame(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
         return (
@@ -260,39 +269,47 @@ class StreamConverter:
     def start(self) -> bytes:
         return self.frame({"role": "assistant", "content": ""})
 
-    def events(self, events: Iterable[Event]) -> Iterator[bytes]:
+    def events(self, events: list[Event], out: list[bytes]) -> None:
+        """Appends the frames that ``events`` make to ``out``."""
         for event in events:
-            if isinstance(event, TextDelta):
-                yield self.frame({"content": event.text})
-            elif isinstance(event, ReasoningDelta):
-                yield self.frame({"reasoning_content": event.text})
-            elif isinstance(event, ArgumentsDelta):
-                if event.index in self._dropped:
+            if isinstance(event, ArgumentsDelta):
+                arguments = self._arguments.get(event.index)
+                if arguments is None:  # a dropped call
                     continue
-                self._arguments[event.index].append(event.text)
-                if not self._buffered:
-                    yield self._call_frame(event.index, arguments=event.text)
+                arguments.append(event.text)
+                prefix = self._argument_prefixes.get(event.index)
+                if prefix is not None:
+                    out.append(prefix + orjson.dumps(event.text) + _ARGUMENTS_END)
+            elif isinstance(event, TextDelta):
+                out.append(self._content_prefix + orjson.dumps(event.text) + b"}" + _OPEN_FRAME_END)
             elif isinstance(event, CallStarted):
-                if self._max_calls is not None and self._sent_calls >= self._max_calls:
-                    self._dropped.add(event.index)
-                    log.info("dropped a second tool call (%s): parallel_tool_calls is false", event.name)
-                    continue
-                self._sent_calls += 1
-                self._ids[event.index] = event.call_id or self._path.dialect.call_id()
-                self._names[event.index] = event.name
-                self._arguments[event.index] = []
-                if not self._buffered:
-                    self.any_call = True
-                    yield self._call_frame(event.index, name=event.name)
-            elif isinstance(event, CallEnded) and event.index not in self._dropped:
-                yield from self._call_ended(event)
+                self._call_started(event, out)
+            elif isinstance(event, CallEnded):
+                if event.index in self._arguments:
+                    self._call_ended(event, out)
+            elif isinstance(event, ReasoningDelta):
+                out.append(self.frame({"reasoning_content": event.text}))
 
-    def _call_ended(self, event: CallEnded) -> Iterator[bytes]:
+    def _call_started(self, event: CallStarted, out: list[bytes]) -> None:
+        if self._max_calls is not None and len(self._arguments) >= self._max_calls:
+            log.info("dropped a second tool call (%s): parallel_tool_calls is false", event.name)
+            return
+        self._ids[event.index] = event.call_id or self._path.dialect.call_id()
+        self._names[event.index] = event.name
+        self._arguments[event.index] = []
+        if self._buffered:
+            return
+        self._argument_prefixes[event.index] = (
+            self._prefix + b'{"tool_calls":[{"index":' + str(self._shown_calls).encode() + b',"function":{"arguments":'
+        )
+        out.append(self._call_frame(event.index, event.name, ""))
+
+    def _call_ended(self, event: CallEnded, out: list[bytes]) -> None:
         path, index = self._path, event.index
         name, arguments = self._names[index], "".join(self._arguments[index])
         if event.error:
             path.count_failure("syntax", event.error, event.raw)
-            yield self.frame({"content": event.raw})
+            out.append(self.frame({"content": event.raw}))
             return
         problem = path.check_arguments(self._request, name, arguments)
         if not self._buffered:
@@ -300,28 +317,26 @@ class StreamConverter:
             return
         if problem:
             path.count_failure("schema", problem, arguments)
-            yield self.frame({"content": path.dialect.write_calls([(name, _loads_or_text(arguments))])})
+            out.append(self.frame({"content": path.dialect.write_calls([(name, _loads_or_text(arguments))])}))
             return
-        self.any_call = True
         path.metrics.tool_calls.labels(path.dialect.name).inc()
-        yield self._call_frame(index, name=name, arguments=arguments)
+        out.append(self._call_frame(index, name, arguments))
 
-    def finish(self, finish_reason: str | None, usage: Mapping[str, Any] | None) -> Iterator[bytes]:
+    def finish(self, finish_reason: str | None, usage: Mapping[str, Any] | None, out: list[bytes]) -> None:
+        """Appends the closing frames: the finish reason, the usage if asked for, ``[DONE]``."""
         if self.any_call and finish_reason != "length":
             finish_reason = "tool_calls"
-        yield self.frame({}, finish_reason or "stop")
+        out.append(self.frame({}, finish_reason or "stop"))
         if usage is not None and self._request.include_usage:
-            yield self._prefix.split(b',"choices"')[0] + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
-        yield b"data: [DONE]\n\n"
+            head = self._prefix.split(b',"choices"')[0]
+            out.append(head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n")
+        out.append(b"data: [DONE]\n\n")
 
-    def _call_frame(self, index: int, *, name: str | None = None, arguments: str | None = None) -> bytes:
-        if name is not None:  # the call's first frame: it takes the next position the client sees
-            self._positions[index] = len(self._positions)
-        call: dict[str, Any] = {"index": self._positions[index]}
-        if name is not None:
-            call.update(id=self._ids[index], type="function", function={"name": name, "arguments": arguments or ""})
-        else:
-            call["function"] = {"arguments": arguments}
+    def _call_frame(self, index: int, name: str, arguments: str) -> bytes:
+        """A call's first frame: it takes the next index the client sees."""
+        function = {"name": name, "arguments": arguments}
+        call = {"index": self._shown_calls, "id": self._ids[index], "type": "function", "function": function}
+        self._shown_calls += 1
         return self.frame({"tool_calls": [call]})
 
 

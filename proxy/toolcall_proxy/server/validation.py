@@ -12,6 +12,7 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from .arguments import ArgumentsCheck
 from .errors import bad_request
 
 __all__ = ["ChatToolRequest", "Tool", "ToolChoice", "needs_tool_path", "parse_tool_request"]
@@ -26,16 +27,16 @@ class Tool:
     definition: Mapping[str, Any]  # the whole {"type": "function", "function": {...}} entry
     parameters: Mapping[str, Any]
     strict: bool
-    validator: Draft202012Validator  # checks the arguments of a call
+    arguments: ArgumentsCheck  # checks the arguments of a call
 
 
 @lru_cache(maxsize=2048)
-def _validator(schema_json: bytes) -> Draft202012Validator:
+def _arguments_check(schema_json: bytes) -> ArgumentsCheck:
     """A checked, compiled schema. Checking a schema against the metaschema costs milliseconds,
     and clients send the same tools with every request: each distinct schema is checked once."""
     schema = orjson.loads(schema_json)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return ArgumentsCheck(schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,7 @@ def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
         if not isinstance(parameters, Mapping):
             raise bad_request(f"{where}.function.parameters", "must be a JSON Schema object")
         try:
-            validator = _validator(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
+            arguments = _arguments_check(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
         except SchemaError as error:
             raise bad_request(f"{where}.function.parameters", f"is not a valid JSON Schema: {error.message}") from None
         except (TypeError, orjson.JSONEncodeError):
@@ -204,7 +205,7 @@ def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
         strict = function.get("strict", False)
         if not isinstance(strict, bool):
             raise bad_request(f"{where}.function.strict", "must be true or false")
-        tools.append(Tool(name=name, definition=entry, parameters=parameters, strict=strict, validator=validator))
+        tools.append(Tool(name=name, definition=entry, parameters=parameters, strict=strict, arguments=arguments))
     return tuple(tools)
 
 
