@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from _conversations import call
+
 from toolcall_proxy.dialects.generic import PROTOCOL, rewrite_messages
 
 WEATHER_TOOL = {
@@ -19,10 +21,6 @@ TIME_TOOL = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
-
-
-def call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def expected_protocol(*tools: dict[str, Any]) -> str:

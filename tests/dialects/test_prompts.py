@@ -6,7 +6,8 @@ named next to them (from /work/shared/oracle/templates/) with the same conversat
 Hugging Face ``apply_chat_template`` environment: ``ImmutableSandboxedEnvironment(trim_blocks=True,
 lstrip_blocks=True)``, ``tojson`` = ``json.dumps(ensure_ascii=False)``, tool-call arguments turned
 into dicts first (as vLLM does), ``bos_token=""``. Deliberate deviations are applied by hand and
-explained where the literal is defined.
+explained where the literal is defined. The conversations every family's prompt tests share are in
+``_conversations.py``.
 """
 
 from __future__ import annotations
@@ -18,107 +19,23 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from _conversations import (
+    PARALLEL_CALL_CONVERSATION,
+    PARIS_AND_ROME_CALLS,
+    PLAIN_CONVERSATION,
+    SEQUENTIAL_CALL_CONVERSATION,
+    TOOLS,
+    WEATHER_TOOL,
+    call,
+    function_tool,
+    render_with,
+    tool_round,
+)
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from toolcall_proxy import rendering
 from toolcall_proxy.dialects import DIALECTS, get_dialect
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city (°C or °F)",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city"],
-        },
-    },
-}
-TIME_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Local time in an IANA time zone",
-        "parameters": {
-            "type": "object",
-            "properties": {"timezone": {"type": "string"}},
-            "required": ["timezone"],
-        },
-    },
-}
-TOOLS = [WEATHER_TOOL, TIME_TOOL]
-
-
-def call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    """A tool call as OpenAI clients send it back: ``arguments`` is a JSON string."""
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-
-
-# Hermes/Qwen: two parallel calls with text before them, two results, an answer, a follow-up.
-PARALLEL_CALL_CONVERSATION = [
-    {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What's the weather in Paris and in Zürich?"},
-    {
-        "role": "assistant",
-        "content": "Let me check both cities.",
-        "tool_calls": [
-            call("call_1", "get_weather", '{"city": "Paris"}'),
-            call("call_2", "get_weather", '{"city": "Zürich", "unit": "celsius"}'),
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 22, "sky": "sunny"}'},
-    {"role": "tool", "tool_call_id": "call_2", "content": '{"temp": 18, "sky": "cloudy"}'},
-    {"role": "assistant", "content": "Paris: 22 °C and sunny. Zürich: 18 °C and cloudy."},
-    {"role": "user", "content": "What time is it in Zürich?"},
-]
-
-# ChatGLM3 and Llama 3 (one call per turn): two rounds of call + result.
-SEQUENTIAL_CALL_CONVERSATION = [
-    {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {"role": "assistant", "content": None, "tool_calls": [call("call_1", "get_weather", '{"city": "Paris"}')]},
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 22, "sky": "sunny"}'},
-    {"role": "assistant", "content": "It is 22 °C and sunny in Paris."},
-    {"role": "user", "content": "And what time is it in Zürich?"},
-    {"role": "assistant", "content": None, "tool_calls": [call("call_2", "get_time", '{"timezone": "Europe/Zurich"}')]},
-    {"role": "tool", "tool_call_id": "call_2", "content": "14:05"},
-]
-
-PLAIN_CONVERSATION = [
-    {"role": "system", "content": "You are a concise assistant."},
-    {"role": "user", "content": "Hi! Où est la tour Eiffel?"},
-    {"role": "assistant", "content": "In Paris, on the Champ de Mars."},
-    {"role": "user", "content": "How tall is it?"},
-]
-
-
-@pytest.fixture
-def today_is_26_jul_2024(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Freeze the clock behind ``strftime_now`` so Llama's "Today Date" line is stable."""
-
-    class FrozenDatetime(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> FrozenDatetime:
-            return cls(2024, 7, 26, 12, 0)
-
-    monkeypatch.setattr(rendering, "datetime", FrozenDatetime)
-
-
-def render_with(dialect_name: str, messages: list[dict[str, Any]], tools: Any = None, **variables: Any) -> str:
-    """Render a dialect's template with extra template variables (``date_string``, ``bos_token``...)."""
-    context = {"add_generation_prompt": True, "bos_token": "", "eos_token": "", **variables}
-    return rendering.render(
-        get_dialect(dialect_name).template,
-        messages=rendering.normalize_messages(messages),
-        tools=tools,
-        **context,
-    )
-
 
 # ---------------------------------------------------------------------------------------------
 # ChatGLM3
@@ -139,14 +56,11 @@ FORMATS_STANDARD_CONVERSATION = [
     {"role": "tool", "tool_call_id": "call12345", "content": '{"temp": 22}'},
 ]
 FORMATS_STANDARD_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
+    function_tool(
+        "get_weather",
+        "Get weather",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
 ]
 FORMATS_STANDARD_PROMPT = """\
 [gMASK]sop<|system|>
@@ -269,10 +183,7 @@ def test_chatglm3_call_arguments_are_python_literals_that_evaluate_back_to_the_a
         "tags": ["météo", 1, None],
         "options": {"lang": "de", "strict": False},
     }
-    messages = [
-        {"role": "user", "content": "search"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "search", json.dumps(arguments))]},
-    ]
+    messages = tool_round("search", [call("c1", "search", json.dumps(arguments))])
 
     prompt = get_dialect("chatglm3").render_prompt(messages, None, add_generation_prompt=False)
 
@@ -287,19 +198,7 @@ def test_chatglm3_call_arguments_are_python_literals_that_evaluate_back_to_the_a
 
 
 def test_chatglm3_gives_each_parallel_call_and_the_text_before_them_their_own_assistant_turn() -> None:
-    messages = [
-        {"role": "user", "content": "Paris and Rome?"},
-        {
-            "role": "assistant",
-            "content": "Checking both.",
-            "tool_calls": [
-                call("c1", "get_weather", '{"city": "Paris"}'),
-                call("c2", "get_weather", '{"city": "Rome"}'),
-            ],
-        },
-        {"role": "tool", "tool_call_id": "c1", "content": "22"},
-        {"role": "tool", "tool_call_id": "c2", "content": "25"},
-    ]
+    messages = tool_round("Paris and Rome?", PARIS_AND_ROME_CALLS, ["22", "25"], text="Checking both.")
 
     prompt = get_dialect("chatglm3").render_prompt(messages, None)
 
@@ -649,11 +548,7 @@ def test_llama3_today_date_comes_from_strftime_now_and_date_string_overrides_it(
 
 
 def test_llama3_tool_result_text_is_written_verbatim_not_json_quoted() -> None:
-    messages = [
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "get_weather", '{"city": "Paris"}')]},
-        {"role": "tool", "tool_call_id": "c1", "content": 'It says "sunny"'},
-    ]
+    messages = tool_round("weather?", [call("c1", "get_weather", '{"city": "Paris"}')], ['It says "sunny"'])
 
     prompt = get_dialect("llama3_json").render_prompt(messages, None)
 
@@ -664,17 +559,7 @@ def test_llama3_parallel_calls_in_history_are_joined_with_semicolons_instead_of_
     # Meta's template raises "This model only supports single tool-calls at once!"; the models do
     # write `{...}; {...}` for parallel calls (the separator vLLM's llama3_json parser splits on),
     # so a history holding two calls renders the way the model would have written them.
-    messages = [
-        {"role": "user", "content": "Paris and Rome?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                call("c1", "get_weather", '{"city": "Paris"}'),
-                call("c2", "get_weather", '{"city": "Rome"}'),
-            ],
-        },
-    ]
+    messages = tool_round("Paris and Rome?", PARIS_AND_ROME_CALLS)
 
     prompt = get_dialect("llama3_json").render_prompt(messages, None, add_generation_prompt=False)
 

@@ -18,7 +18,7 @@ vLLM's tools section.
 
 from __future__ import annotations
 
-from test_prompts import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, call, render_with
+from _conversations import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, call, render_with, tool_round
 
 from toolcall_proxy.dialects import get_dialect
 
@@ -71,9 +71,7 @@ def test_deepseek_v3_results_followed_by_a_user_message_are_closed() -> None:
     # Deliberate deviation: DeepSeek's and vLLM's templates print <｜tool▁outputs▁end｜> only before an
     # assistant message or at the end, so results a user message follows stay open.
     messages = [
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "get_weather", '{"city": "Paris"}')]},
-        {"role": "tool", "tool_call_id": "c1", "content": "22"},
+        *tool_round("Weather?", [call("c1", "get_weather", '{"city": "Paris"}')], ["22"]),
         {"role": "user", "content": "Thanks. And Rome?"},
     ]
 

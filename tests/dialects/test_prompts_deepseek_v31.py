@@ -18,7 +18,7 @@ described at the top of ``test_prompts.py`` (``bos_token=""``):
 
 from __future__ import annotations
 
-from test_prompts import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, render_with
+from _conversations import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, render_with
 
 from toolcall_proxy.dialects import get_dialect
 

@@ -20,7 +20,14 @@ Python demo writes two.
 from __future__ import annotations
 
 import pytest
-from test_prompts import PLAIN_CONVERSATION, SEQUENTIAL_CALL_CONVERSATION, TOOLS, call
+from _conversations import (
+    PARIS_AND_ROME_CALLS,
+    PLAIN_CONVERSATION,
+    SEQUENTIAL_CALL_CONVERSATION,
+    TOOLS,
+    call,
+    tool_round,
+)
 
 from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
@@ -113,19 +120,7 @@ def test_glm4_without_a_system_message_the_tools_turn_comes_first() -> None:
 def test_glm4_parallel_calls_and_their_text_become_consecutive_assistant_turns() -> None:
     # Official template, native messages: the text as {"role": "assistant", "content": ...}, then
     # one {"role": "assistant", "metadata": NAME, "content": ARGS} per call, one observation per result.
-    messages = [
-        {"role": "user", "content": "Paris and Rome?"},
-        {
-            "role": "assistant",
-            "content": "Checking both.",
-            "tool_calls": [
-                call("c1", "get_weather", '{"city": "Paris"}'),
-                call("c2", "get_weather", '{"city": "Rome"}'),
-            ],
-        },
-        {"role": "tool", "tool_call_id": "c1", "content": "22"},
-        {"role": "tool", "tool_call_id": "c2", "content": "25"},
-    ]
+    messages = tool_round("Paris and Rome?", PARIS_AND_ROME_CALLS, ["22", "25"], text="Checking both.")
 
     prompt = get_dialect("glm4").render_prompt(messages, None)
 
@@ -141,11 +136,7 @@ def test_glm4_parallel_calls_and_their_text_become_consecutive_assistant_turns()
 def test_glm4_an_empty_tool_result_still_gets_its_observation_turn() -> None:
     # Deliberate difference: the official template skips every message with empty content, which
     # would leave the call without a result turn.
-    messages = [
-        {"role": "user", "content": "Ping"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "ping", "{}")]},
-        {"role": "tool", "tool_call_id": "c1", "content": ""},
-    ]
+    messages = tool_round("Ping", [call("c1", "ping", "{}")], [""])
 
     prompt = get_dialect("glm4").render_prompt(messages, None)
 

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import json
 
-from test_prompts import (
+from _conversations import (
+    PARALLEL_CALL_ARGUMENTS,
     PARALLEL_CALL_CONVERSATION,
     PLAIN_CONVERSATION,
     SEQUENTIAL_CALL_CONVERSATION,
     TOOLS,
+    WEATHER_TOOL,
     call,
+    calls_of,
+    read_back,
     render_with,
+    tool_round,
 )
 
 from toolcall_proxy.dialects import get_dialect
-from toolcall_proxy.parsing import fold
 
 GLM45_TOOL_PROMPT = """\
 [gMASK]<sop><|system|>
@@ -131,11 +135,7 @@ def test_glm45_reasoning_is_kept_only_after_the_last_user_turn() -> None:
 def test_glm45_argument_values_are_raw_strings_and_json_for_anything_else() -> None:
     # Official template (with the content-less turn's "None" left out, see the module docstring).
     arguments = {"n": 3, "ok": True, "x": None, "o": {"a": [1, "é"]}, "s": "two\nlines"}
-    messages = [
-        {"role": "user", "content": "go"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "f", json.dumps(arguments))]},
-        {"role": "tool", "tool_call_id": "c1", "content": "done"},
-    ]
+    messages = tool_round("go", [call("c1", "f", json.dumps(arguments))], ["done"])
 
     prompt = get_dialect("glm45").render_prompt(messages, None)
 
@@ -148,14 +148,11 @@ def test_glm45_argument_values_are_raw_strings_and_json_for_anything_else() -> N
 
 
 def test_glm45_calls_the_template_writes_are_what_the_dialect_writes_and_parses() -> None:
-    dialect = get_dialect("glm45")
-    calls = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Zürich", "unit": "celsius"})]
-
-    written = dialect.write_calls(calls)
+    written = get_dialect("glm45").write_calls(PARALLEL_CALL_ARGUMENTS)
 
     assert written in GLM45_TOOL_PROMPT
-    parser = dialect.parser({"get_weather": TOOLS[0]["function"]["parameters"]})
-    assert [(c.name, json.loads(c.arguments)) for c in fold([*parser.feed(written), *parser.finish()]).calls] == calls
+    schemas = {"get_weather": WEATHER_TOOL["function"]["parameters"]}
+    assert calls_of(read_back("glm45", written, schemas)) == PARALLEL_CALL_ARGUMENTS
 
 
 def test_glm45_sequential_rounds_keep_each_call_and_result_in_order() -> None:

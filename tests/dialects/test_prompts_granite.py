@@ -17,21 +17,10 @@ the ``hermes`` dialect, not this one.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-from test_prompts import (  # noqa: F401 - today_is_26_jul_2024 is a fixture
-    PARALLEL_CALL_CONVERSATION,
-    PLAIN_CONVERSATION,
-    TOOLS,
-    call,
-    today_is_26_jul_2024,
-)
+from _conversations import PARALLEL_CALLS_WITHOUT_TEXT, PLAIN_CONVERSATION, TOOLS, call, tool_round
 
 from toolcall_proxy.dialects import get_dialect
-
-PARALLEL_CALLS = copy.deepcopy(PARALLEL_CALL_CONVERSATION)
-PARALLEL_CALLS[2]["content"] = None
 
 GRANITE_TOOL_PROMPT = """\
 <|start_of_role|>system<|end_of_role|>You are a helpful assistant.<|end_of_text|>
@@ -104,7 +93,7 @@ pytestmark = pytest.mark.usefixtures("today_is_26_jul_2024")
 
 
 def test_granite_parallel_calls_and_results_match_ibm_template_plus_the_calls() -> None:
-    prompt = get_dialect("granite").render_prompt(PARALLEL_CALLS, TOOLS)
+    prompt = get_dialect("granite").render_prompt(PARALLEL_CALLS_WITHOUT_TEXT, TOOLS)
 
     assert prompt == GRANITE_TOOL_PROMPT
 
@@ -119,7 +108,7 @@ def test_granite_without_a_system_message_uses_ibms_default_one() -> None:
     # Oracle renders: without tools "... You are a helpful AI assistant."; with tools the
     # instruction to answer with <|tool_call|>, then the available_tools turn.
     plain = get_dialect("granite").render_prompt(PLAIN_CONVERSATION[1:], None)
-    with_tools = get_dialect("granite").render_prompt(PARALLEL_CALLS[1:], TOOLS)
+    with_tools = get_dialect("granite").render_prompt(PARALLEL_CALLS_WITHOUT_TEXT[1:], TOOLS)
 
     assert plain == GRANITE_PLAIN_PROMPT.replace(
         "You are a concise assistant.", DEFAULT_SYSTEM + " You are a helpful AI assistant."
@@ -128,11 +117,7 @@ def test_granite_without_a_system_message_uses_ibms_default_one() -> None:
 
 
 def test_granite_text_sent_with_calls_comes_before_them() -> None:
-    messages = [
-        {"role": "user", "content": "Paris?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [call("c1", "get_weather", '{"city": "Paris"}')]},
-        {"role": "tool", "tool_call_id": "c1", "content": "22"},
-    ]
+    messages = tool_round("Paris?", [call("c1", "get_weather", '{"city": "Paris"}')], ["22"], text="Checking.")
 
     prompt = get_dialect("granite").render_prompt(messages, None, add_generation_prompt=False)
 

@@ -17,7 +17,7 @@ shows the model its own format.
 from __future__ import annotations
 
 import pytest
-from test_prompts import (
+from _conversations import (
     PARALLEL_CALL_CONVERSATION,
     PLAIN_CONVERSATION,
     SEQUENTIAL_CALL_CONVERSATION,

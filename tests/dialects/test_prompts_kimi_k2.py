@@ -18,12 +18,18 @@ conversation, names each result by the call it answers in order, and writes a li
 
 from __future__ import annotations
 
-import json
-
-from test_prompts import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, SEQUENTIAL_CALL_CONVERSATION, TOOLS, call
+from _conversations import (
+    PARALLEL_CALL_ARGUMENTS,
+    PARALLEL_CALL_CONVERSATION,
+    PLAIN_CONVERSATION,
+    SEQUENTIAL_CALL_CONVERSATION,
+    TOOLS,
+    call,
+    calls_of,
+    read_back,
+)
 
 from toolcall_proxy.dialects import get_dialect
-from toolcall_proxy.parsing import fold
 
 KIMI_K2_TOOL_PROMPT = """\
 <|im_system|>tool_declare<|im_middle|>[{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city (°C or °F)", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}}, {"type": "function", "function": {"name": "get_time", "description": "Local time in an IANA time zone", "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}]<|im_end|><|im_system|>system<|im_middle|>You are a helpful assistant.<|im_end|><|im_user|>user<|im_middle|>What's the weather in Paris and in Zürich?<|im_end|><|im_assistant|>assistant<|im_middle|>Let me check both cities.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|><|tool_call_begin|>functions.get_weather:1<|tool_call_argument_begin|>{"city": "Zürich", "unit": "celsius"}<|tool_call_end|><|tool_calls_section_end|><|im_end|><|im_system|>tool<|im_middle|>## Return of functions.get_weather:0
@@ -101,13 +107,9 @@ def test_kimi_k2_names_turns_by_the_message_name_and_numbers_results_beyond_the_
 
 
 def test_kimi_k2_calls_the_template_writes_are_what_the_dialect_writes_and_parses() -> None:
-    dialect = get_dialect("kimi_k2")
-    calls = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Zürich", "unit": "celsius"})]
-
-    written = dialect.write_calls(calls)
+    written = get_dialect("kimi_k2").write_calls(PARALLEL_CALL_ARGUMENTS)
 
     assert written in KIMI_K2_TOOL_PROMPT
-    parser = dialect.parser(["get_weather"])
-    result = fold([*parser.feed(written), *parser.finish()])
-    assert [(c.name, json.loads(c.arguments)) for c in result.calls] == calls
+    result = read_back("kimi_k2", written, ["get_weather"])
+    assert calls_of(result) == PARALLEL_CALL_ARGUMENTS
     assert [c.call_id for c in result.calls] == ["functions.get_weather:0", "functions.get_weather:1"]

@@ -15,16 +15,11 @@ values (it prints every value in quotes) is tested on its own below.
 
 from __future__ import annotations
 
-import copy
 import json
 
-from test_prompts import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, call
+from _conversations import PARALLEL_CALLS_WITHOUT_TEXT, PLAIN_CONVERSATION, TOOLS, call, calls_of, read_back, tool_round
 
 from toolcall_proxy.dialects import get_dialect
-from toolcall_proxy.parsing import CallParser, fold
-
-PARALLEL_CALLS = copy.deepcopy(PARALLEL_CALL_CONVERSATION)
-PARALLEL_CALLS[2]["content"] = None
 
 LLAMA4_TOOL_PROMPT = """\
 <|header_start|>system<|header_end|>
@@ -105,7 +100,7 @@ How tall is it?<|eot|><|header_start|>assistant<|header_end|>
 
 
 def test_llama4_parallel_calls_and_results_match_vllm_template() -> None:
-    prompt = get_dialect("llama4_pythonic").render_prompt(PARALLEL_CALLS, TOOLS)
+    prompt = get_dialect("llama4_pythonic").render_prompt(PARALLEL_CALLS_WITHOUT_TEXT, TOOLS)
 
     assert prompt == LLAMA4_TOOL_PROMPT
 
@@ -119,7 +114,7 @@ def test_llama4_plain_conversation_matches_vllm_template() -> None:
 def test_llama4_without_a_system_message_tools_come_with_metas_function_calling_prompt() -> None:
     # Oracle render of the conversation without its system message: Meta's system prompt, then
     # the tools, then the same turns.
-    prompt = get_dialect("llama4_pythonic").render_prompt(PARALLEL_CALLS[1:], TOOLS)
+    prompt = get_dialect("llama4_pythonic").render_prompt(PARALLEL_CALLS_WITHOUT_TEXT[1:], TOOLS)
 
     system, rest = prompt.split("<|eot|>", 1)
     assert system.startswith(
@@ -142,11 +137,7 @@ def test_llama4_no_system_turn_without_system_message_or_tools() -> None:
 def test_llama4_earlier_calls_are_python_literals_the_parser_reads_back() -> None:
     # Deliberate deviation: vLLM's template prints days="3", flag="True", opts="{'a': None}".
     arguments = {"city": "Zürich", "days": 3, "flag": True, "opts": {"a": None, "b": ["x"]}}
-    messages = [
-        {"role": "user", "content": "Go"},
-        {"role": "assistant", "content": "", "tool_calls": [call("c1", "get_weather", json.dumps(arguments))]},
-        {"role": "tool", "tool_call_id": "c1", "content": "cold"},
-    ]
+    messages = tool_round("Go", [call("c1", "get_weather", json.dumps(arguments))], ["cold"], text="")
 
     prompt = get_dialect("llama4_pythonic").render_prompt(messages, None, add_generation_prompt=False)
 
@@ -156,6 +147,4 @@ def test_llama4_earlier_calls_are_python_literals_the_parser_reads_back() -> Non
         '<|header_start|>ipython<|header_end|>\n\n"cold"<|eot|>'
     )
     history_call = prompt.split("<|header_end|>\n\n")[2].removesuffix("<|eot|><|header_start|>ipython")
-    parser = CallParser(get_dialect("llama4_pythonic").grammar, ["get_weather"])
-    result = fold([*parser.feed(history_call), *parser.finish()])
-    assert [(c.name, json.loads(c.arguments)) for c in result.calls] == [("get_weather", arguments)]
+    assert calls_of(read_back("llama4_pythonic", history_call, ["get_weather"])) == [("get_weather", arguments)]

@@ -18,24 +18,23 @@ text and calls in one assistant message. The conversations checked against it th
 from __future__ import annotations
 
 import pytest
-from test_prompts import PLAIN_CONVERSATION, TOOLS, call
+from _conversations import PLAIN_CONVERSATION, TOOLS, call, tool_round
 
 from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
 
+# PARALLEL_CALL_CONVERSATION as mistral-common can encode it: 9-character ids, no text with the calls;
+# and a second result that reads as a number.
 PARALLEL_CALLS = [
     {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What's the weather in Paris and in Zürich?"},
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
+    *tool_round(
+        "What's the weather in Paris and in Zürich?",
+        [
             call("a1B2c3D4e", "get_weather", '{"city": "Paris"}'),
             call("f5G6h7I8j", "get_weather", '{"city": "Zürich", "unit": "celsius"}'),
         ],
-    },
-    {"role": "tool", "tool_call_id": "a1B2c3D4e", "content": '{"temp": 22, "sky": "sunny"}'},
-    {"role": "tool", "tool_call_id": "f5G6h7I8j", "content": "18"},
+        ['{"temp": 22, "sky": "sunny"}', "18"],
+    ),
     {"role": "assistant", "content": "Paris: 22 °C and sunny. Zürich: 18 °C."},
     {"role": "user", "content": "What time is it in Zürich?"},
 ]
@@ -89,19 +88,11 @@ def test_mistral_text_with_calls_and_ids_of_other_shapes_are_rendered_not_refuse
     # [TOOL_CALLS], as the models write it ("Hello[TOOL_CALLS] [...]"); a longer id is cut to its
     # last 9 characters, as vLLM's Mistral templates and tokenizer do; a shorter one is kept, the
     # same in the call and its result. Arguments that are not JSON are written as sent.
-    messages = [
-        {"role": "user", "content": "Paris?"},
-        {
-            "role": "assistant",
-            "content": "Checking.",
-            "tool_calls": [
-                call("call_1", "get_weather", '{"city": "Paris"}'),
-                call("call_0123456789abcdefXYZ", "get_time", "not json"),
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "22"},
-        {"role": "tool", "tool_call_id": "call_0123456789abcdefXYZ", "content": "noon"},
+    calls = [
+        call("call_1", "get_weather", '{"city": "Paris"}'),
+        call("call_0123456789abcdefXYZ", "get_time", "not json"),
     ]
+    messages = tool_round("Paris?", calls, ["22", "noon"], text="Checking.")
 
     prompt = get_dialect("mistral").render_prompt(messages, None)
 
@@ -118,10 +109,7 @@ def test_mistral_the_calls_the_proxy_writes_are_what_the_template_renders() -> N
     # What the model is shown for earlier calls is the form write_calls produces (apart from the
     # id the proxy adds), so a forced call's prefill and the history agree.
     dialect = get_dialect("mistral")
-    messages = [
-        {"role": "user", "content": "Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [call("a1B2c3D4e", "get_weather", '{"city": "Paris"}')]},
-    ]
+    messages = tool_round("Paris?", [call("a1B2c3D4e", "get_weather", '{"city": "Paris"}')])
 
     prompt = dialect.render_prompt(messages, None)
 

@@ -34,34 +34,21 @@ Deliberate deviations from the official template (each pinned by a test below):
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
-from test_prompts import PLAIN_CONVERSATION, SEQUENTIAL_CALL_CONVERSATION, TOOLS, call
+from _conversations import PLAIN_CONVERSATION, SEQUENTIAL_CALL_CONVERSATION, TOOLS, call, render_with, tool_round
 
 from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
 from toolcall_proxy.sim import engine
 
-
-@pytest.fixture(autouse=True)
-def today_is_26_jul_2024(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Freeze the clock behind ``strftime_now``: the system message prints the current date."""
-
-    class FrozenDatetime(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> FrozenDatetime:
-            return cls(2024, 7, 26, 12, 0)
-
-    monkeypatch.setattr(rendering, "datetime", FrozenDatetime)
+# The system message prints the current date.
+pytestmark = pytest.mark.usefixtures("today_is_26_jul_2024")
 
 
 def render(messages: list[dict[str, Any]], tools: Any = None, **variables: Any) -> str:
-    context = {"add_generation_prompt": True, "bos_token": "", "eos_token": "", **variables}
-    return rendering.render(
-        get_dialect("openai").template, messages=rendering.normalize_messages(messages), tools=tools, **context
-    )
+    return render_with("openai", messages, tools, **variables)
 
 
 SYSTEM_PREFIX = """\
@@ -376,14 +363,7 @@ def test_reasoning_of_a_call_is_kept_until_an_answer_follows() -> None:
 
 
 def test_text_sent_with_calls_is_a_commentary_preamble() -> None:
-    messages = [
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": "Let me check.",
-            "tool_calls": [call("c1", "get_weather", '{"city": "Paris"}')],
-        },
-    ]
+    messages = tool_round("Weather in Paris?", [call("c1", "get_weather", '{"city": "Paris"}')], text="Let me check.")
 
     assert render(messages, add_generation_prompt=False).endswith(
         "<|start|>assistant<|channel|>commentary<|message|>Let me check.<|end|>"

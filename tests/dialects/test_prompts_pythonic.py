@@ -16,25 +16,22 @@ also drops the text of a message with calls, so the checked conversation sends n
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
-from test_prompts import (  # noqa: F401 - today_is_26_jul_2024 is a fixture
-    PARALLEL_CALL_CONVERSATION,
+from _conversations import (
+    PARALLEL_CALLS_WITHOUT_TEXT,
     PLAIN_CONVERSATION,
     TOOLS,
     WEATHER_TOOL,
     call,
+    calls_of,
+    read_back,
     render_with,
-    today_is_26_jul_2024,
+    tool_round,
 )
 
 from toolcall_proxy.dialects import get_dialect
-from toolcall_proxy.parsing import CallParser, fold
-
-PARALLEL_CALLS = copy.deepcopy(PARALLEL_CALL_CONVERSATION)
-PARALLEL_CALLS[2]["content"] = None
 
 PYTHONIC_TOOL_PROMPT = """\
 <|start_header_id|>system<|end_header_id|>
@@ -130,7 +127,7 @@ pytestmark = pytest.mark.usefixtures("today_is_26_jul_2024")
 
 
 def test_pythonic_parallel_calls_and_results_match_vllm_template_with_python_literal_values() -> None:
-    prompt = get_dialect("pythonic").render_prompt(PARALLEL_CALLS, TOOLS)
+    prompt = get_dialect("pythonic").render_prompt(PARALLEL_CALLS_WITHOUT_TEXT, TOOLS)
 
     assert prompt == PYTHONIC_TOOL_PROMPT
 
@@ -176,14 +173,7 @@ def test_pythonic_earlier_calls_are_python_literals_the_parser_reads_back() -> N
     # Deliberate deviation: vLLM's "%s" would print hi "there", True, None and {'a': [1, 2.5]};
     # and the text sent with the calls is kept (vLLM's template drops it).
     arguments = {"text": 'hi "there" it\'s', "flag": True, "none": None, "nested": {"a": [1, 2.5]}, "n": -3}
-    messages = [
-        {"role": "user", "content": "Go"},
-        {
-            "role": "assistant",
-            "content": "Sure.",
-            "tool_calls": [call("c1", "note", json.dumps(arguments)), call("c2", "get_time", "{}")],
-        },
-    ]
+    messages = tool_round("Go", [call("c1", "note", json.dumps(arguments)), call("c2", "get_time", "{}")], text="Sure.")
 
     prompt = get_dialect("pythonic").render_prompt(messages, None, add_generation_prompt=False)
 
@@ -191,9 +181,8 @@ def test_pythonic_earlier_calls_are_python_literals_the_parser_reads_back() -> N
     assert history_call == (
         'Sure.[note(text="hi \\"there\\" it\'s", flag=True, none=None, nested={"a": [1, 2.5]}, n=-3), get_time()]'
     )
-    parser = CallParser(get_dialect("pythonic").grammar, ["note", "get_time"])
-    result = fold([*parser.feed(history_call), *parser.finish()])
-    assert [(c.name, json.loads(c.arguments)) for c in result.calls] == [("note", arguments), ("get_time", {})]
+    result = read_back("pythonic", history_call, ["note", "get_time"])
+    assert calls_of(result) == [("note", arguments), ("get_time", {})]
     assert result.content == "Sure."
 
 

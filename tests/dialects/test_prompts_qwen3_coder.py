@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import json
 
-from test_prompts import PARALLEL_CALL_CONVERSATION, PLAIN_CONVERSATION, TOOLS, call
+from _conversations import (
+    PARALLEL_CALL_ARGUMENTS,
+    PARALLEL_CALL_CONVERSATION,
+    PLAIN_CONVERSATION,
+    TOOLS,
+    WEATHER_TOOL,
+    call,
+    calls_of,
+    read_back,
+    tool_round,
+)
 
 from toolcall_proxy.dialects import get_dialect
-from toolcall_proxy.parsing import fold
 
 QWEN3_CODER_TOOL_PROMPT = """\
 <|im_start|>system
@@ -160,11 +169,7 @@ def test_qwen3_coder_argument_values_are_raw_text_objects_as_json_others_as_pyth
     # Official template: strings as they are, objects and lists as JSON, anything else through
     # Jinja's string filter (True, None): what the model saw in training.
     arguments = {"n": 3, "ok": True, "x": None, "o": {"a": [1, "é"]}, "s": "two\nlines"}
-    messages = [
-        {"role": "user", "content": "go"},
-        {"role": "assistant", "content": None, "tool_calls": [call("c1", "f", json.dumps(arguments))]},
-        {"role": "tool", "tool_call_id": "c1", "content": "done"},
-    ]
+    messages = tool_round("go", [call("c1", "f", json.dumps(arguments))], ["done"])
 
     prompt = get_dialect("qwen3_coder").render_prompt(messages, None)
 
@@ -212,13 +217,8 @@ def test_qwen3_coder_a_result_opening_the_conversation_opens_its_user_turn() -> 
 
 
 def test_qwen3_coder_calls_the_template_writes_are_what_the_dialect_writes_and_parses() -> None:
-    dialect = get_dialect("qwen3_coder")
-    calls = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Zürich", "unit": "celsius"})]
-
-    written = dialect.write_calls(calls)
+    written = get_dialect("qwen3_coder").write_calls(PARALLEL_CALL_ARGUMENTS)
 
     assert written in QWEN3_CODER_TOOL_PROMPT
-    parser = dialect.parser({"get_weather": TOOLS[0]["function"]["parameters"]})
-    events = [*parser.feed(written), *parser.finish()]
-
-    assert [(c.name, json.loads(c.arguments)) for c in fold(events).calls] == calls
+    schemas = {"get_weather": WEATHER_TOOL["function"]["parameters"]}
+    assert calls_of(read_back("qwen3_coder", written, schemas)) == PARALLEL_CALL_ARGUMENTS

@@ -12,10 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back
 
 BEGIN, END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 CALL, CALL_END, SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
@@ -174,22 +171,14 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = "line with ```fences``` and " + CALL_END + " ünïcödé " * 30
     raw = BEGIN + call("write_file", json.dumps({"text": text}, ensure_ascii=False)) + END
 
-    deltas = argument_deltas_char_by_char("deepseek_v3", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"text": text}
+    assert_arguments_stream("deepseek_v3", raw, {"text": text}, TOOLS)
 
 
 def test_write_call_parses_back_and_prefills_start_it() -> None:
-    dialect = get_dialect("deepseek_v3")
     arguments = {"city": "Zürich", "days": [1, 2]}
-    raw = dialect.write_calls([("get_weather", arguments)])
+
+    raw = assert_written_calls_parse_back(
+        "deepseek_v3", [("get_weather", arguments)], TOOLS, prefill_ends_at_arguments=True
+    )
 
     assert raw == BEGIN + call("get_weather", json.dumps(arguments, ensure_ascii=False)) + END
-    parsed = parse_in_chunks(dialect, raw, tool_names=TOOLS)
-    assert parsed.content is None
-    assert [(c.name, json.loads(c.arguments)) for c in parsed.calls] == [("get_weather", arguments)]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
-    guided = dialect.prefill("get_weather") + '{"city": "Paris"}'  # guided decoding: the arguments only
-    assert parse_in_chunks(dialect, guided, tool_names=TOOLS).calls[0].arguments == '{"city": "Paris"}'

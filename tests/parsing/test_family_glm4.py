@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back, parse_in_chunks
 
 from toolcall_proxy.dialects import get_dialect
 
@@ -121,24 +120,14 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = "ünïcödé and <|observation|> " * 40
     raw = "write_file\n" + json.dumps({"path": "a.txt", "text": text}, ensure_ascii=False)
 
-    deltas = argument_deltas_char_by_char("glm4", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("glm4", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
-    dialect = get_dialect("glm4")
     arguments = {"city": "Zürich", "days": [1, 2], "options": {"unit": "celsius"}}
-    raw = dialect.write_calls([("get_weather", arguments)])
 
-    assert parse_in_chunks(dialect, raw, tool_names=TOOLS).calls[0].name == "get_weather"
-    assert json.loads(parse_in_chunks(dialect, raw, tool_names=TOOLS).calls[0].arguments) == arguments
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert dialect.prefill(None) == ""
-    # guided decoding writes only the arguments after a named prefill
-    guided = dialect.prefill("get_weather") + '{"city": "Paris"}'
-    assert parse_in_chunks(dialect, guided, tool_names=TOOLS).calls[0].arguments == '{"city": "Paris"}'
+    assert_written_calls_parse_back("glm4", [("get_weather", arguments)], TOOLS, prefill_ends_at_arguments=True)
+    assert get_dialect("glm4").prefill(None) == ""
 
 
 def test_calls_of_one_message_written_together_parse_as_consecutive_turns() -> None:

@@ -13,14 +13,10 @@ the format the GLM-4.5/4.6 chat template teaches and vLLM's glm4_moe_tool_parser
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back, parse_in_chunks
 
 TOOLS: dict[str, dict[str, Any]] = {
     "get_weather": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}}},
@@ -178,18 +174,10 @@ def test_long_string_values_arrive_incrementally() -> None:
     text = 'ünïcödé "quoted" </arg_value> and <tool_call>\n' * 40
     raw = _call("write_file", path="a.txt", content=text)
 
-    deltas = argument_deltas_char_by_char("glm45", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "content": text}
+    assert_arguments_stream("glm45", raw, {"path": "a.txt", "content": text}, TOOLS)
 
 
 def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
-    dialect = get_dialect("glm45")
     arguments = {"query": "Zürich </arg_value> x", "filters": {"a": [1, "b"]}, "limit": 3, "exact": True}
-    raw = dialect.write_calls([("search", arguments)])
 
-    (call,) = parse_in_chunks(dialect, raw, tool_names=TOOLS).calls
-    assert (call.name, json.loads(call.arguments)) == ("search", arguments)
-    assert raw.startswith(dialect.prefill("search"))
-    assert raw.startswith(dialect.prefill(None))
+    assert_written_calls_parse_back("glm45", [("search", arguments)], TOOLS, prefill_ends_at_arguments=False)

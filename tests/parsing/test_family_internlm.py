@@ -12,10 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back
 
 START, PLUGIN, END, IM_END = "<|action_start|>", "<|plugin|>", "<|action_end|>", "<|im_end|>"
 
@@ -150,22 +147,14 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = "ünïcödé " + END + " and more " * 40
     raw = action(json.dumps({"name": "write", "parameters": {"text": text}}, ensure_ascii=False))
 
-    deltas = argument_deltas_char_by_char("internlm", raw, {"write"})
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"text": text}
+    assert_arguments_stream("internlm", raw, {"text": text}, {"write"})
 
 
 def test_write_call_parses_back_and_prefills_start_it() -> None:
-    dialect = get_dialect("internlm")
     arguments = {"city": "Zürich", "days": [1, 2]}
-    raw = dialect.write_calls([("get_weather", arguments)])
+
+    raw = assert_written_calls_parse_back(
+        "internlm", [("get_weather", arguments)], {"get_weather"}, prefill_ends_at_arguments=True
+    )
 
     assert raw == action('{"name": "get_weather", "parameters": {"city": "Zürich", "days": [1, 2]}}')
-    parsed = parse_in_chunks(dialect, raw, tool_names={"get_weather"})
-    assert parsed.content is None
-    assert [(c.name, json.loads(c.arguments)) for c in parsed.calls] == [("get_weather", arguments)]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
-    guided = dialect.prefill("get_weather") + '{"city": "Paris"}'  # guided decoding: the arguments only
-    assert parse_in_chunks(dialect, guided, tool_names={"get_weather"}).calls[0].arguments == '{"city": "Paris"}'

@@ -13,10 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back, parse_in_chunks
 
 TOOLS = {"get_weather", "get_time", "search", "write_file", "TodoWrite"}
 
@@ -166,24 +163,13 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = f"ünïcödé and {CALL_END} " * 40
     raw = BEGIN + _call("functions.write_file:0", json.dumps({"path": "a.txt", "text": text}, ensure_ascii=False)) + END
 
-    deltas = argument_deltas_char_by_char("kimi_k2", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("kimi_k2", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_calls_numbers_the_calls_and_a_named_prefill_starts_them() -> None:
-    dialect = get_dialect("kimi_k2")
-    raw = dialect.write_calls([("get_weather", {"city": "Zürich"}), ("get_weather", {"city": "Rome"})])
+    calls = [("get_weather", {"city": "Zürich"}), ("get_weather", {"city": "Rome"})]
 
-    result = parse_in_chunks(dialect, raw, tool_names=TOOLS)
+    raw = assert_written_calls_parse_back("kimi_k2", calls, TOOLS, prefill_ends_at_arguments=True)
 
-    assert [(call.call_id, json.loads(call.arguments)) for call in result.calls] == [
-        ("functions.get_weather:0", {"city": "Zürich"}),
-        ("functions.get_weather:1", {"city": "Rome"}),
-    ]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
-    # guided decoding writes only the arguments after a named prefill
-    guided = parse_in_chunks(dialect, dialect.prefill("get_weather") + '{"city": "Paris"}', tool_names=TOOLS)
-    assert [(call.name, call.arguments) for call in guided.calls] == [("get_weather", '{"city": "Paris"}')]
+    result = parse_in_chunks("kimi_k2", raw, tool_names=TOOLS)
+    assert [call.call_id for call in result.calls] == ["functions.get_weather:0", "functions.get_weather:1"]

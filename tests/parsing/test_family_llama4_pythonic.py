@@ -12,10 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back
 
 TOOLS = {"get_weather", "get_user_info", "register_user", "write_file", "search"}
 
@@ -108,21 +105,15 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = "ünïcödé and <|python_end|> )] " * 40
     raw = '<|python_start|>[write_file(path="a.txt", text=' + json.dumps(text, ensure_ascii=False) + ")]<|python_end|>"
 
-    deltas = argument_deltas_char_by_char("llama4_pythonic", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("llama4_pythonic", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_calls_parse_back_and_a_prefill_starts_them() -> None:
-    dialect = get_dialect("llama4_pythonic")
     arguments = {"city": "Zürich", "days": [1, 2], "exact": False}
-    raw = dialect.write_calls([("get_weather", arguments), ("get_user_info", {"user_id": 7})])
 
-    result = parse_in_chunks(dialect, raw, tool_names=TOOLS)
-    assert [(call.name, json.loads(call.arguments)) for call in result.calls] == [
-        ("get_weather", arguments),
-        ("get_user_info", {"user_id": 7}),
-    ]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
+    assert_written_calls_parse_back(
+        "llama4_pythonic",
+        [("get_weather", arguments), ("get_user_info", {"user_id": 7})],
+        TOOLS,
+        prefill_ends_at_arguments=False,
+    )

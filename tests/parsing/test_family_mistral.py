@@ -14,8 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back, parse_in_chunks
 
 from toolcall_proxy.dialects import get_dialect
 
@@ -190,24 +189,12 @@ def test_long_arguments_arrive_incrementally(form: str) -> None:
     else:
         raw = "[TOOL_CALLS]write_file[ARGS]" + arguments
 
-    deltas = argument_deltas_char_by_char("mistral", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("mistral", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_calls_parse_back_and_a_named_prefill_starts_them() -> None:
-    dialect = get_dialect("mistral")
     arguments = {"city": "Zürich", "days": [1, 2], "options": {"unit": "celsius"}}
-    raw = dialect.write_calls([("get_weather", arguments), ("get_time", {})])
 
-    result = parse_in_chunks(dialect, raw, tool_names=TOOLS)
-    assert [(call.name, json.loads(call.arguments)) for call in result.calls] == [
-        ("get_weather", arguments),
-        ("get_time", {}),
-    ]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
-    # guided decoding writes only the arguments after a named prefill
-    guided = dialect.prefill("get_weather") + '{"city": "Paris"}'
-    assert parse_in_chunks(dialect, guided, tool_names=TOOLS).calls[0].arguments == '{"city": "Paris"}'
+    assert_written_calls_parse_back(
+        "mistral", [("get_weather", arguments), ("get_time", {})], TOOLS, prefill_ends_at_arguments=True
+    )

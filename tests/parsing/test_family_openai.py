@@ -17,8 +17,7 @@ import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back, parse_in_chunks
 
 from toolcall_proxy.dialects import get_dialect
 
@@ -198,28 +197,21 @@ def test_long_arguments_arrive_incrementally() -> None:
         + "<|call|>"
     )
 
-    deltas = argument_deltas_char_by_char("openai", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("openai", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
     dialect = get_dialect("openai")
     arguments = {"city": "Zürich", "days": [1, 2], "options": {"unit": "celsius"}}
-    raw = dialect.write_calls([("get_weather", arguments)])
+
+    # guided decoding writes only the arguments after a named prefill, and the engine stops at <|call|>
+    raw = assert_written_calls_parse_back(dialect, [("get_weather", arguments)], TOOLS, prefill_ends_at_arguments=True)
 
     assert raw == (
         "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
         '{"city":"Zürich","days":[1,2],"options":{"unit":"celsius"}}'
     )
-    parsed = parse_in_chunks(dialect, raw, tool_names=TOOLS)
-    assert [(call.name, json.loads(call.arguments)) for call in parsed.calls] == [("get_weather", arguments)]
-    assert raw.startswith(dialect.prefill("get_weather"))
     assert dialect.prefill("get_weather").startswith(dialect.prefill(None))
-    # guided decoding writes only the arguments after a named prefill, and the engine stops at <|call|>
-    guided = dialect.prefill("get_weather") + '{"city": "Paris"}'
-    assert parse_in_chunks(dialect, guided, tool_names=TOOLS).calls[0].arguments == '{"city": "Paris"}'
     # a prefill without a name: the model writes the name and the rest of the header
     unnamed = dialect.prefill(None) + 'search <|constrain|>json<|message|>{"query": "x"}'
     assert parse_in_chunks(dialect, unnamed, tool_names=TOOLS).calls[0].name == "search"

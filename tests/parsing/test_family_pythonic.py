@@ -9,14 +9,10 @@ literals, optionally after ``<|python_tag|>``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back
 
 TOOLS = {"get_weather", "get_time", "register_user", "write_file", "search"}
 
@@ -148,22 +144,13 @@ def test_long_arguments_arrive_incrementally() -> None:
     text = "ünïcödé and )] [x(y=1)] " * 40
     raw = f"[write_file(path='a.txt', text={text!r})]"
 
-    deltas = argument_deltas_char_by_char("pythonic", raw, TOOLS)
-
-    assert len(deltas) > 100
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "text": text}
+    assert_arguments_stream("pythonic", raw, {"path": "a.txt", "text": text}, TOOLS)
 
 
 def test_write_calls_parse_back_and_a_prefill_starts_them() -> None:
-    dialect = get_dialect("pythonic")
     arguments = {"city": "Zürich", "days": [1, 2], "options": {"unit": "celsius", "raw": None}, "exact": True}
-    raw = dialect.write_calls([("get_weather", arguments), ("get_time", {})])
 
-    result = parse_in_chunks(dialect, raw, tool_names=TOOLS)
-    assert [(call.name, json.loads(call.arguments)) for call in result.calls] == [
-        ("get_weather", arguments),
-        ("get_time", {}),
-    ]
-    assert raw.startswith(dialect.prefill("get_weather"))
-    assert raw.startswith(dialect.prefill(None))
-    assert not dialect.prefill_ends_at_arguments  # keyword arguments are not a JSON value
+    calls = [("get_weather", arguments), ("get_time", {})]
+
+    # keyword arguments are not a JSON value
+    assert_written_calls_parse_back("pythonic", calls, TOOLS, prefill_ends_at_arguments=False)

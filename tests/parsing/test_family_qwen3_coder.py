@@ -11,14 +11,10 @@ this test in the format of FORMATS.md §6 (``<tool_call>\\n<function=NAME>\\n<pa
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from _family import argument_deltas_char_by_char, assert_parses
-from _fold import parse_in_chunks
-
-from toolcall_proxy.dialects import get_dialect
+from _fold import assert_arguments_stream, assert_parses, assert_written_calls_parse_back
 
 TOOLS: dict[str, dict[str, Any]] = {
     "get_current_weather": {
@@ -226,20 +222,12 @@ def test_long_string_values_arrive_incrementally() -> None:
     text = 'ünïcödé "quoted" </parameter> and <tool_call>\n' * 40
     raw = _call("write_file", path="a.txt", content=text)
 
-    deltas = argument_deltas_char_by_char("qwen3_coder", raw, TOOLS)
-
-    assert len(deltas) > 100
     # the line breaks around the value are layout; the text's own last line break is kept
-    assert json.loads("".join(deltas)) == {"path": "a.txt", "content": text}
+    assert_arguments_stream("qwen3_coder", raw, {"path": "a.txt", "content": text}, TOOLS)
 
 
 def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
-    dialect = get_dialect("qwen3_coder")
     arguments = {"query": "Zürich </parameter> x", "filters": {"a": [1, "b"]}, "limit": 3, "exact": True}
-    raw = dialect.write_calls([("search", arguments)])
 
-    (call,) = parse_in_chunks(dialect, raw, tool_names=TOOLS).calls
-    assert (call.name, json.loads(call.arguments)) == ("search", arguments)
-    assert raw.startswith(dialect.prefill("search"))
-    assert raw.startswith(dialect.prefill(None))
-    assert not dialect.prefill_ends_at_arguments  # the continuation is XML, not a JSON value
+    # the continuation is XML, not a JSON value
+    assert_written_calls_parse_back("qwen3_coder", [("search", arguments)], TOOLS, prefill_ends_at_arguments=False)

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _fold import chunks, every_two_chunk_cut, parse_in_chunks, token_cuts
+from _fold import assert_same_however_chunked, parse_in_chunks
 
 from toolcall_proxy.dialects import get_dialect
 from toolcall_proxy.parsing import ParseResult
@@ -54,8 +53,6 @@ FAMILY_DIALECTS = {
     "pythonic_llama4": "llama4_pythonic",
     "granite": "granite",
 }
-
-RANDOM_CHUNKINGS = 20
 
 
 @dataclass(frozen=True)
@@ -306,15 +303,7 @@ def test_case_keeps_the_models_own_call_ids(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _params(reasoning_xfails=False))
 def test_case_parses_the_same_however_it_is_chunked(case: dict[str, Any]) -> None:
-    raw = case["raw"]
-    whole = _parse(case)
-    for cuts in every_two_chunk_cut(raw):
-        assert _parse(case, cuts) == whole, f"split at {cuts[0]}: {raw[: cuts[0]]!r} | {raw[cuts[0] :]!r}"
-    rng = random.Random(case_id(case))
-    for _ in range(RANDOM_CHUNKINGS):
-        cuts = token_cuts(raw, rng)
-        assert _parse(case, cuts) == whole, f"chunks: {chunks(raw, cuts)}"
-    assert _parse(case, list(range(1, len(raw)))) == whole, "one character at a time"
+    assert_same_however_chunked(lambda cuts: _parse(case, cuts), case["raw"], seed=case_id(case))
 
 
 def _expected(case: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
