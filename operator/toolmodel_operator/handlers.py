@@ -59,6 +59,7 @@ class Reconciler:
         self.client = client
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._queued: set[tuple[str, str]] = set()  # a reconcile waits for the lock, not started yet
 
     async def resync(self, namespaces: tuple[str, ...]) -> None:
         """Reconciles every ToolModel in these namespaces (all, when empty)."""
@@ -69,22 +70,33 @@ class Reconciler:
                 log.warning("resync could not list ToolModels: %s", error)
                 continue
             for toolmodel in toolmodels:
-                await _safely(self.reconcile(toolmodel), toolmodel)
+                metadata = toolmodel["metadata"]
+                await _safely(self.reconcile(metadata.get("namespace", "default"), metadata["name"]), toolmodel)
 
-    async def reconcile_named(self, namespace: str, name: str) -> None:
-        toolmodel = await self.client.get(TOOLMODELS, namespace, name)
-        if toolmodel is not None:
-            await self.reconcile(toolmodel)
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Brings the ToolModel's children and status in line with its latest spec.
 
-    async def reconcile(self, toolmodel: Mapping[str, Any]) -> None:
-        metadata = toolmodel["metadata"]
-        key = (metadata.get("namespace", "default"), metadata["name"])
-        # Events of the ToolModel and of its children arrive on separate kopf workers.
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            latest = await self.client.get(TOOLMODELS, *key)
-            if latest is None or latest["metadata"].get("deletionTimestamp"):
-                return  # deleted: the children go with it, by their owner references
-            await self._reconcile(latest)
+        The ToolModel's own events and each child's arrive on separate kopf workers, a burst of
+        them per change (a create makes three children, then the status patch). Reconciles of one
+        ToolModel run one at a time, and one that is still waiting to start stands for all that
+        come after it: it reads the ToolModel when it starts, so it sees their changes too.
+        """
+        key = (namespace, name)
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        started = False
+        try:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                self._queued.discard(key)
+                started = True
+                latest = await self.client.get(TOOLMODELS, namespace, name)
+                if latest is None or latest["metadata"].get("deletionTimestamp"):
+                    return  # deleted: the children go with it, by their owner references
+                await self._reconcile(latest)
+        finally:
+            if not started:
+                self._queued.discard(key)
 
     async def _reconcile(self, toolmodel: Mapping[str, Any]) -> None:
         namespace, name = toolmodel["metadata"].get("namespace", "default"), toolmodel["metadata"]["name"]
@@ -255,13 +267,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
     @kopf.on.event(TOOLMODELS.group, TOOLMODELS.version, TOOLMODELS.plural, registry=registry)
     async def toolmodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
         if type != "DELETED":
-            await _safely(reconciler().reconcile(body), body)
+            metadata = body.get("metadata", {})
+            await _safely(reconciler().reconcile(metadata.get("namespace", "default"), metadata["name"]), body)
 
     async def child_changed(body: kopf.Body, **_: Any) -> None:
         name = (body.get("metadata", {}).get("labels") or {}).get(_INSTANCE)
         if name:
-            namespace = body.get("metadata", {}).get("namespace")
-            await _safely(reconciler().reconcile_named(namespace, name), body)
+            namespace = body.get("metadata", {}).get("namespace", "default")
+            await _safely(reconciler().reconcile(namespace, name), body)
 
     for resource in (DEPLOYMENTS, CONFIGMAPS, SERVICES, PODS):
         kopf.on.event(resource.group, resource.version, resource.plural, labels=MANAGED_BY, registry=registry)(

@@ -230,6 +230,10 @@ async def test_an_unschedulable_pod_is_explained_in_the_status(cluster, operator
 async def test_a_deleted_toolmodel_is_not_recreated_and_its_children_carry_its_owner(cluster, operator):
     await cluster.client.create(TOOLMODELS, NAMESPACE, sim_toolmodel())
     found = await created(cluster, "chatglm3-sim")
+    # A reconcile still running when the ToolModel goes may write a child after the collection
+    # below; a cluster's collector removes such an orphan too (its owner's uid is gone), this
+    # emulator has none: let the reconciles that the creation set off finish first.
+    await _settle()
     await cluster.client.delete(TOOLMODELS, NAMESPACE, "chatglm3-sim")
     # The emulator has no garbage collector: do what the cluster's would, by owner reference.
     for kind, child in (("configmap", CONFIGMAPS), ("deployment", DEPLOYMENTS), ("service", SERVICES)):
