@@ -79,6 +79,7 @@ class Plan:
     e2e_min_seconds: float
     streams_held: int
     tools: int = 20
+    toolmodels: int = 1000
 
 
 FULL = Plan(
@@ -112,6 +113,7 @@ QUICK = Plan(
     reparse_budget=0.5,
     e2e_min_seconds=0.5,
     streams_held=1000,
+    toolmodels=100,
 )
 
 
@@ -1087,6 +1089,26 @@ class Bench:
         results["startup_idle_rss_kb"] = self.results.get("idle_rss_kb", {})
         self.results["D"] = results
 
+    # -- E --------------------------------------------------------------------------------
+    def figure_e(self) -> None:
+        """The operator at scale: operator_scale.py in its own process (the emulator in a thread,
+        the operator as its child), once the proxy figures' services have stopped."""
+        output = self.workdir / "operator.json"
+        command = [sys.executable, str(HERE / "operator_scale.py"), "--count", str(self.plan.toolmodels)]
+        completed = subprocess.run(
+            [*command, "--json", str(output)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            preexec_fn=lambda: os.sched_setaffinity(0, range(os.cpu_count() or 1)),  # both cores, as deployed
+        )
+        if completed.returncode != 0 or not output.exists():
+            self.results["not_measured"]["E"] = f"operator_scale.py failed: {completed.stderr.strip()[-500:]}"
+            print(f"  E failed: {self.results['not_measured']['E']}", flush=True)
+            return
+        self.results["E"] = json.loads(output.read_text())
+        print("\n".join(f"  {line}" for line in completed.stdout.splitlines()), flush=True)
+
 
 def run(coroutine: Any) -> Any:
     if uvloop is not None:
@@ -1367,7 +1389,25 @@ def build_rows(results: dict[str, Any]) -> list[Row]:  # noqa: C901 - one table,
                 " / ".join(f"{p} {d[p]['rss_held_kb'] / 1024:.1f} MB" for p in peers) or "—",
             )
         )
-    rows.append(Row("E (operator): not measured yet — needs the operator (issue 3)", "not measured", verdict="—"))
+    e = results.get("E")
+    if e:
+        rows.append(
+            Row(
+                f"E {e['reconciled']} ToolModels created -> all children exist (emulated API server)",
+                f"{e['seconds']:.1f} s",
+                f"CPU: operator {e['operator_cpu_seconds']:.1f} s, emulator {e['emulator_cpu_seconds']:.1f} s",
+                target="< 60 s",
+                verdict=_check(e["seconds"] < 60),
+            )
+        )
+        rows.append(
+            Row(
+                "E operator peak RSS",
+                f"{e['operator_peak_rss_mb']:.1f} MB",
+                target="< 200 MB",
+                verdict=_check(e["operator_peak_rss_mb"] < 200),
+            )
+        )
     for name, why in missing.items():
         rows.append(Row(f"not measured: {name}", why))
     return rows
@@ -1590,7 +1630,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
     parser.add_argument("--skip", default="", help="comma-separated peers not to measure: litellm,nginx")
-    parser.add_argument("--only", default="A,B,C,D", help="figures to measure, e.g. A,C (default all)")
+    parser.add_argument("--only", default="A,B,C,D,E", help="figures to measure, e.g. A,C (default all)")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "latest.json"), help="where to write JSON")
     parser.add_argument(
         "--profile",
@@ -1643,6 +1683,9 @@ def main() -> int:
             raise
         finally:
             bench.stop()
+        if "E" in only:  # alone on the machine: the proxy figures' services are gone
+            print("== figure E", flush=True)
+            bench.figure_e()
         results = bench.results
     # Everything this run started has been stopped and reaped, so its CPU is in own_seconds():
     # the rest of the machine's busy time belongs to other processes, which skew the figures.
