@@ -327,7 +327,7 @@ class _ToolStream:
                 if reason:
                     self._finish_reason = reason
         if texts:
-            self._converter.events(self._parser.feed(texts[0] if len(texts) == 1 else "".join(texts)), out)
+            self._converter.events(self._parser.feed("".join(texts)), out)
 
 
 # -- helpers --------------------------------------------------------------------------------
