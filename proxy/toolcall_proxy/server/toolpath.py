@@ -220,6 +220,7 @@ class ToolPath:
 # The end of every chunk frame after its delta; the common deltas are spliced in as bytes.
 _OPEN_FRAME_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _ARGUMENTS_END = b"}}]}" + _OPEN_FRAME_END
+_CONTENT_END = b"}" + _OPEN_FRAME_END
 
 
 class StreamConverter:
@@ -281,7 +282,7 @@ class StreamConverter:
                 if prefix is not None:
                     out.append(prefix + orjson.dumps(event.text) + _ARGUMENTS_END)
             elif isinstance(event, TextDelta):
-                out.append(self._content_prefix + orjson.dumps(event.text) + b"}" + _OPEN_FRAME_END)
+                out.append(self._content_prefix + orjson.dumps(event.text) + _CONTENT_END)
             elif isinstance(event, CallStarted):
                 self._call_started(event, out)
             elif isinstance(event, CallEnded):
