@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..parsing.grammar import Arguments, CallFormat, CallGrammar, Literal, Name
+from ..tokens import TokenLayout
 from .spec import Dialect
 
 _CALL_STEPS = (
@@ -41,6 +42,27 @@ def prefill(name: str | None) -> str:
     return "" if name is None else f"{name}\n```python\ntool_call("
 
 
+# THUDM's tokenization_chatglm.py: the control tokens follow the 64,789 sentencepiece pieces in
+# this order; build_single_message encodes "<|role|>" + metadata line + content, each on its own;
+# generation ends at eos, <|user|> or <|observation|>.
+TOKEN_LAYOUT = TokenLayout(
+    control_tokens=(
+        "[MASK]",
+        "[gMASK]",
+        "[sMASK]",
+        "sop",
+        "eop",
+        "<|system|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|observation|>",
+    ),
+    role_tokens=("<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"),
+    stop_tokens=("</s>", "<|user|>", "<|observation|>"),
+    metadata_line=True,
+    tokenizer_class="ChatGLMTokenizer",
+)
+
 DIALECT = Dialect(
     name="chatglm3",
     summary="ChatGLM3-6B: NAME + ```python tool_call(k=v)```, results under <|observation|>, one call per turn",
@@ -53,4 +75,7 @@ DIALECT = Dialect(
     prefill=prefill,
     parallel_calls=False,
     special_tokens=("[gMASK]", "sop", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"),
+    prompt_form="token_ids",
+    tokenizer_prefix="[gMASK]sop",
+    token_layout=TOKEN_LAYOUT,
 )

@@ -13,8 +13,18 @@ from typing import Any, Literal
 from ..parsing.grammar import CallGrammar
 from ..parsing.parser import CallParser
 from ..rendering import normalize_messages, render
+from ..tokens import TokenLayout
 
-__all__ = ["Dialect", "ToolCall", "openai_call_id"]
+__all__ = ["Dialect", "PromptForm", "ToolCall", "openai_call_id"]
+
+# How the engine must be given a rendered prompt so the model receives the ids it was trained on:
+# "text": the engine's tokenizer maps every marker to its id and adds the family's prefix (BOS)
+#   itself, so the template leaves the prefix out (``bos_token`` is empty);
+# "text_without_prefix": markers map, but the template writes the prefix: the engine is told
+#   ``add_special_tokens: false``, or the prefix would be there twice;
+# "token_ids": no text reaches the right ids through the engine's tokenizer: the proxy encodes
+#   the prompt with ``token_layout`` and sends ids.
+PromptForm = Literal["text", "text_without_prefix", "token_ids"]
 
 # A call as the model would write it: (function name, arguments object).
 ToolCall = tuple[str, Mapping[str, Any]]
@@ -69,6 +79,10 @@ class Dialect:
     # numbers its calls: functions.NAME:0, functions.NAME:1); write_call, call_separator and
     # calls_open/close are then not used by write_calls
     write_turn: Callable[[Sequence[ToolCall]], str] | None = None
+    prompt_form: PromptForm = "text"
+    # what the engine's tokenizer puts before a text prompt when it adds special tokens
+    tokenizer_prefix: str = ""
+    token_layout: TokenLayout | None = None
 
     @cached_property
     def template(self) -> str:
@@ -81,8 +95,14 @@ class Dialect:
         tools: Sequence[Mapping[str, Any]] | None,
         *,
         add_generation_prompt: bool = True,
+        control_token: Callable[[str], str] | None = None,
     ) -> str:
-        """The prompt for ``/v1/completions``, as vLLM would render it for ``/v1/chat/completions``."""
+        """The prompt for ``/v1/completions``, as vLLM would render it for ``/v1/chat/completions``.
+
+        ``control_token`` is what the template's ``control(...)`` writes (token-id dialects): by
+        default the token's own text.
+        """
+        context: dict[str, Any] = {} if control_token is None else {"control_token": control_token}
         return render(
             self.template,
             messages=normalize_messages(messages),
@@ -90,6 +110,7 @@ class Dialect:
             add_generation_prompt=add_generation_prompt,
             bos_token="",
             eos_token="",
+            **context,
         )
 
     def write_calls(self, calls: Sequence[ToolCall]) -> str:
