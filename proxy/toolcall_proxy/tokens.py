@@ -248,7 +248,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 # -- a small tokenizer with a family's layout, for the demo and tests ---------------------------
 
-_DEMO_WORDS = (
+_DEMO_TEXT = (
     "the weather in what is like today tomorrow city country temperature degrees celsius fahrenheit "
     "sunny cloudy rain snow wind humidity forecast get current location unit answer question tool "
     "call function result name description parameters type object string number integer boolean "
@@ -256,7 +256,7 @@ _DEMO_WORDS = (
     "for with from this that it be are was were will would should please thank hello model assistant "
     "user system observation san francisco tokyo paris london new york berlin beijing search query "
     "time date price stock email send message book flight hotel restaurant weather_tool python json"
-).split()
+)
 
 
 def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_size: int = 800) -> Path:
@@ -272,7 +272,8 @@ def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_si
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
-    lines = [" ".join(rng.choice(_DEMO_WORDS) for _ in range(rng.randint(3, 14))) for _ in range(2000)]
+    words = _DEMO_TEXT.split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) for _ in range(2000)]
     lines += [
         "tool_call(location='Tokyo', unit=\"celsius\")",
         '{"name": "get_current_weather", "parameters": {"type": "object", "properties": {}}}',
