@@ -50,6 +50,17 @@ def _proxy_arguments(parser: argparse.ArgumentParser) -> None:
         f"guided_json (vLLM <= 0.10) or structured_outputs (later); default off {env('guided_decoding')}",
     )
     parser.add_argument(
+        "--tokenizer",
+        help="token-id dialects (chatglm3): the model's tokenizer, a directory or a Hugging Face model id "
+        f"looked up in $HF_HOME's hub cache and else downloaded {env('tokenizer')}",
+    )
+    parser.add_argument("--tokenizer-revision", help=f"the model revision, default main {env('tokenizer_revision')}")
+    parser.add_argument(
+        "--tokenizer-wait",
+        type=float,
+        help=f"seconds to wait for the tokenizer files before failing, default 1800 {env('tokenizer_wait')}",
+    )
+    parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help=f"default info {env('log_level')}"
     )
 
@@ -123,8 +134,7 @@ def _run_proxy(options: argparse.Namespace) -> int:
         print(f"toolmodel proxy: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(serve(settings))
-    return 0
+    return uvloop.run(serve(settings))
 
 
 def _dialects(name: str | None, template: bool) -> int:

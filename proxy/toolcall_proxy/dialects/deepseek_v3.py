@@ -96,4 +96,5 @@ DIALECT = Dialect(
         "<｜tool▁output▁end｜>",
     ),
     vllm_parser="deepseek_v3",
+    tokenizer_prefix="<｜begin▁of▁sentence｜>",
 )

@@ -69,4 +69,5 @@ DIALECT = Dialect(
         "<｜tool▁output▁end｜>",
     ),
     vllm_parser="deepseek_v31",
+    tokenizer_prefix="<｜begin▁of▁sentence｜>",
 )

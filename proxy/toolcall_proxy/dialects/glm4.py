@@ -56,4 +56,6 @@ DIALECT = Dialect(
     prefill_ends_at_arguments=True,
     parallel_calls=False,
     special_tokens=("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"),
+    prompt_form="text_without_prefix",
+    tokenizer_prefix="[gMASK]<sop>",
 )

@@ -73,4 +73,6 @@ DIALECT = Dialect(
         "<|endoftext|>",
     ),
     vllm_parser="glm45",
+    prompt_form="text_without_prefix",
+    tokenizer_prefix="[gMASK]<sop>",
 )

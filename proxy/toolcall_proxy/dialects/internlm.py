@@ -66,4 +66,5 @@ DIALECT = Dialect(
     parallel_calls=False,
     special_tokens=("<|im_start|>", IM_END, ACTION_START, ACTION_END, PLUGIN, "<|interpreter|>"),
     vllm_parser="internlm",
+    tokenizer_prefix="<s>",
 )

@@ -59,4 +59,5 @@ DIALECT = Dialect(
         "<|python_tag|>",
     ),
     vllm_parser="llama3_json",
+    tokenizer_prefix="<|begin_of_text|>",
 )

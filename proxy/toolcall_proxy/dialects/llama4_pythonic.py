@@ -39,4 +39,5 @@ DIALECT = Dialect(
         "<|python_end|>",
     ),
     vllm_parser="llama4_pythonic",
+    tokenizer_prefix="<|begin_of_text|>",
 )

@@ -113,4 +113,5 @@ DIALECT = Dialect(
     ),
     vllm_parser="mistral",
     call_id=mistral_call_id,
+    tokenizer_prefix="<s>",
 )

@@ -76,4 +76,5 @@ DIALECT = Dialect(
         "<|python_tag|>",
     ),
     vllm_parser="pythonic",
+    tokenizer_prefix="<|begin_of_text|>",
 )

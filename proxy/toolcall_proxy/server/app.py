@@ -23,7 +23,8 @@ from .errors import ProxyError
 from .http import Exchange, Headers, HttpServer
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
-from .toolpath import StreamConverter, ToolPath, UpstreamCall
+from .tokenizer import TokenizerLoader
+from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall
 from .upstream import HOP_BY_HOP, Upstream
 from .validation import ChatToolRequest, needs_tool_path, parse_tool_request
 
@@ -50,7 +51,21 @@ class ProxyApp:
             api_key=settings.upstream_api_key,
             metrics=self.metrics,
         )
-        self.tool_path = ToolPath(self.dialect, settings, self.metrics)
+        self.tool_path = ToolPath(self.dialect, settings, self.metrics, self._tokenizer_state)
+        # Token-id dialects: every chat request is prompted here, none relayed as text (the
+        # engine's tokenizer would spell the control tokens out), once the tokenizer is loaded.
+        self.prompts_every_chat = self.dialect.prompt_form == "token_ids" and settings.mode == "proxy"
+        self.tokenizer_loader: TokenizerLoader | None = None
+        if self.prompts_every_chat:
+            assert self.dialect.token_layout is not None
+            self.tokenizer_loader = TokenizerLoader(
+                self.dialect.token_layout,
+                settings.tokenizer,
+                revision=settings.tokenizer_revision,
+                wait=settings.tokenizer_wait,
+                on_failure=self._fail_start,
+            )
+        self.failure: asyncio.Future[str] | None = None
         compile_template(self.dialect.template)  # now, rather than ~60 ms into the first request
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._counters: dict[tuple[str, int], Counter] = {}
@@ -61,6 +76,9 @@ class ProxyApp:
     async def start(self, *, port: int | None = None) -> None:
         """Opens the upstream pool and listens (on ``port`` if given, else the settings' port)."""
         await self.upstream.start()
+        self.failure = asyncio.get_running_loop().create_future()
+        if self.tokenizer_loader is not None:
+            self.tokenizer_loader.start()
         self._server = HttpServer(self, max_body_bytes=self.settings.max_body_bytes)
         await self._server.listen(self.settings.host, self.settings.port if port is None else port)
 
@@ -74,7 +92,22 @@ class ProxyApp:
         if self._server is not None:
             await self._server.shutdown(grace)
             self._server = None
+        if self.tokenizer_loader is not None:
+            await self.tokenizer_loader.close()
         await self.upstream.close()
+
+    def _tokenizer_state(self) -> str:
+        loader = self.tokenizer_loader
+        if loader is None:
+            return "no tokenizer"
+        if loader.tokenizer is not None and self.tool_path.tokenizer is None:
+            self.tool_path.tokenizer = loader.tokenizer
+        return loader.state
+
+    def _fail_start(self, reason: str) -> None:
+        """The proxy cannot serve (a wrong or missing tokenizer): ``serve`` ends with this."""
+        if self.failure is not None and not self.failure.done():
+            self.failure.set_result(reason)
 
     # -- routing --------------------------------------------------------------------------
     def handle(self, exchange: Exchange) -> None:
@@ -92,7 +125,8 @@ class ProxyApp:
             self._authorize(exchange)
             if path == "/v1/chat/completions" and request.method == "POST":
                 body = _json_body(request.body)
-                if self.settings.mode == "proxy" and needs_tool_path(body):
+                if self.prompts_every_chat or (self.settings.mode == "proxy" and needs_tool_path(body)):
+                    self._ensure_tokenizer()
                     exchange.kind = "tools"
                     tool_request = parse_tool_request(body)
                     if tool_request.stream:
@@ -132,6 +166,14 @@ class ProxyApp:
             code="invalid_api_key",
         )
 
+    def _ensure_tokenizer(self) -> None:
+        loader = self.tokenizer_loader
+        if loader is None or self.tool_path.tokenizer is not None:
+            return
+        if loader.tokenizer is None:
+            raise ProxyError(503, f"the proxy is not ready: {loader.state}", type="server_error")
+        self.tool_path.tokenizer = loader.tokenizer
+
     def _spawn(self, exchange: Exchange, work: Coroutine[Any, Any, None]) -> None:
         """Runs an answer that awaits the upstream; a client that goes away cancels it."""
         task = asyncio.ensure_future(self._answer(exchange, work))
@@ -153,7 +195,16 @@ class ProxyApp:
         except ProxyError as error:
             upstream = error.message
         status = 200 if upstream == "ok" else 503
-        body = {"status": "ok" if status == 200 else "degraded", "upstream": upstream, "dialect": self.dialect.name}
+        body: dict[str, Any] = {
+            "status": "ok" if status == 200 else "degraded",
+            "upstream": upstream,
+            "dialect": self.dialect.name,
+        }
+        loader = self.tokenizer_loader
+        if loader is not None:
+            body["tokenizer"] = loader.state
+            if loader.tokenizer is None:
+                status, body["status"] = 503, "starting"
         exchange.respond(status, orjson.dumps(body), _JSON)
 
     # -- pass-through ---------------------------------------------------------------------
@@ -175,13 +226,13 @@ class ProxyApp:
         tool_path = self.tool_path
         call = tool_path.upstream_call(request)
         answer = await self.upstream.post_json(call.path, call.payload)
-        text, finish_reason = _choice_text(answer)
+        text, finish_reason = _choice_text(answer, call.reader())
         parsed = tool_path.parse_text(request, call, text)
         if not parsed.calls and request.choice.mode in ("required", "named"):
             log.info("tool_choice %s but no valid call: asking once more", request.choice.mode)
             call = tool_path.upstream_call(request, retry=True)
             answer = await self.upstream.post_json(call.path, call.payload)
-            text, finish_reason = _choice_text(answer)
+            text, finish_reason = _choice_text(answer, call.reader())
             parsed = tool_path.parse_text(request, call, text)
         response = tool_path.completion_response(request, answer, parsed, finish_reason)
         exchange.respond(200, orjson.dumps(response), _JSON)
@@ -246,6 +297,7 @@ class _ToolStream:
         "_kept",
         "_parser",
         "_pending",
+        "_reader",
         "_refused",
         "_usage",
     )
@@ -256,6 +308,7 @@ class _ToolStream:
         self._call = call
         self._converter = StreamConverter(app.tool_path, request, request.body.get("model"))
         self._parser = app.tool_path.parser(request, call)
+        self._reader = call.reader()
         self._refused = 0  # the upstream's error status; its body is kept for the message
         self._kept: list[bytes] = []
         self._pending = b""
@@ -318,9 +371,7 @@ class _ToolStream:
             if usage:
                 self._usage = usage
             for choice in frame.get("choices") or ():
-                text = choice.get("text")
-                if text is None:
-                    text = (choice.get("delta") or {}).get("content")
+                text = self._reader.text(choice)
                 if text:
                     texts.append(text)
                 reason = choice.get("finish_reason")
@@ -352,19 +403,17 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _choice_text(answer: dict[str, Any]) -> tuple[str, str | None]:
+def _choice_text(answer: dict[str, Any], reader: OutputReader) -> tuple[str, str | None]:
     choices = answer.get("choices") or []
     if not choices:
         raise ProxyError(502, "the model server's answer has no choices", type="upstream_error")
     choice = choices[0]
-    text = choice.get("text")
-    if text is None:
-        text = (choice.get("message") or {}).get("content") or ""
-    return str(text), choice.get("finish_reason")
+    return reader.text(choice), choice.get("finish_reason")
 
 
-async def serve(settings: ProxySettings) -> None:
-    """Runs the proxy until SIGTERM or SIGINT, then drains answers in progress."""
+async def serve(settings: ProxySettings) -> int:
+    """Runs the proxy until SIGTERM or SIGINT, then drains answers in progress; the exit code is 1
+    when it could not serve (its tokenizer is wrong or never came)."""
     app = ProxyApp(settings)
     await app.start()
     log.info(
@@ -378,6 +427,13 @@ async def serve(settings: ProxySettings) -> None:
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
+    assert app.failure is not None
+    app.failure.add_done_callback(lambda _: stop.set())
     await stop.wait()
+    if app.failure.done():
+        log.error("cannot serve: %s", app.failure.result())
+        await app.close(grace=0)
+        return 1
     log.info("shutting down: finishing answers in progress")
     await app.close()
+    return 0

@@ -22,6 +22,9 @@ ENVIRONMENT = {
     "mode": "TOOLMODEL_MODE",
     "guided_decoding": "TOOLMODEL_GUIDED_DECODING",
     "log_level": "TOOLMODEL_LOG_LEVEL",
+    "tokenizer": "TOOLMODEL_TOKENIZER",
+    "tokenizer_revision": "TOOLMODEL_TOKENIZER_REVISION",
+    "tokenizer_wait": "TOOLMODEL_TOKENIZER_WAIT",
 }
 # How to ask the engine to constrain a forced call's arguments to the tool's JSON Schema:
 # vLLM up to 0.10 takes `guided_json`, later versions `structured_outputs: {"json": ...}`.
@@ -47,6 +50,12 @@ class ProxySettings:
     mode: str = "proxy"
     guided_decoding: str = "off"
     log_level: str = "info"
+    # Token-id dialects (ChatGLM3): the model's tokenizer, a directory or a Hugging Face model id
+    # found in the hub cache the engine downloads into (or fetched from the hub), and how long to
+    # wait for it to appear before giving up.
+    tokenizer: str | None = None
+    tokenizer_revision: str = "main"
+    tokenizer_wait: float = 1800.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -64,6 +73,8 @@ class ProxySettings:
             raise SettingsError(f"--port {self.port}: choose a port from 1 to 65535")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"--max-body-bytes {self.max_body_bytes}: allow at least 1024 bytes")
+        if self.tokenizer_wait < 0:
+            raise SettingsError(f"--tokenizer-wait {self.tokenizer_wait}: give the seconds to wait, 0 or more")
         if self.default_max_tokens < 1:
             raise SettingsError(f"--default-max-tokens {self.default_max_tokens}: must be at least 1")
 

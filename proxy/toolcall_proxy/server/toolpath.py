@@ -6,7 +6,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +15,13 @@ import orjson
 from ..dialects import Dialect
 from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted, Event, ReasoningDelta, TextDelta
 from ..parsing.result import ParsedCall, fold
+from ..tokens import ControlMarkers, OutputDecoder, PromptTokenizer
+from .errors import ProxyError
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .validation import ChatToolRequest, Tool
 
-__all__ = ["Answer", "StreamConverter", "ToolPath", "UpstreamCall"]
+__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall"]
 
 log = logging.getLogger("toolmodel.proxy")
 
@@ -48,11 +50,62 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
-    """One request to the upstream: its path, JSON body, and the text we put in the model's mouth."""
+    """One request to the upstream: its path, JSON body, and the text we put in the model's mouth.
+
+    ``prompt`` is the prompt as text (markers as their text, the prefill included) whatever form
+    the engine gets it in; ``prompt_ids`` are the ids sent, for token-id dialects.
+    """
 
     path: str
     payload: dict[str, Any]
     prefill: str
+    prompt: str = ""
+    prompt_ids: list[int] | None = None
+    tokenizer: PromptTokenizer | None = None
+
+    def reader(self) -> OutputReader:
+        return OutputReader(self)
+
+
+class OutputReader:
+    """The model's output text from the engine's choices, in order.
+
+    For a token-id dialect the output's ids (``return_token_ids``) are decoded here the way the
+    prompt was encoded, so control tokens come back as their markers; an engine that does not
+    return ids (vLLM before 0.10.2) gives its own text, and the control id it stopped on
+    (``stop_reason``) is added as its marker.
+    """
+
+    __slots__ = ("_decoder", "_tokenizer")
+    _warned = False
+
+    def __init__(self, call: UpstreamCall) -> None:
+        self._tokenizer = call.tokenizer
+        self._decoder: OutputDecoder | None = None
+        if call.tokenizer is not None:
+            self._decoder = call.tokenizer.decoder(call.prompt_ids or [])
+
+    def text(self, choice: Mapping[str, Any]) -> str:
+        ids = choice.get("token_ids")
+        if self._decoder is not None and isinstance(ids, list):
+            decoded = self._decoder.feed(ids)
+            if choice.get("finish_reason"):
+                decoded += self._decoder.flush()
+            return decoded
+        text: Any = choice.get("text")
+        if text is None:
+            text = (choice.get("delta") or choice.get("message") or {}).get("content") or ""
+        if self._tokenizer is not None:
+            if not OutputReader._warned:
+                OutputReader._warned = True
+                log.warning(
+                    "the engine returns no token_ids (vLLM < 0.10.2): its text is used, and a role "
+                    "token in the middle of an answer cannot be seen"
+                )
+            reason = choice.get("stop_reason")
+            if isinstance(reason, int):
+                text = str(text) + self._tokenizer.control_tokens.get(reason, "")
+        return str(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +118,18 @@ class Answer:
 
 
 class ToolPath:
-    def __init__(self, dialect: Dialect, settings: ProxySettings, metrics: ProxyMetrics) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        settings: ProxySettings,
+        metrics: ProxyMetrics,
+        tokenizer_state: Callable[[], str] = lambda: "no tokenizer",
+    ) -> None:
         self.dialect = dialect
         self.settings = settings
         self.metrics = metrics
+        self.tokenizer: PromptTokenizer | None = None  # set once loaded, for token-id dialects
+        self.tokenizer_state = tokenizer_state
 
     # -- the upstream request --------------------------------------------------------------
     def upstream_call(self, request: ChatToolRequest, *, retry: bool = False) -> UpstreamCall:
@@ -95,10 +156,22 @@ class ToolPath:
             prefill = ""  # a chat upstream cannot be given the start of the answer
             path = "/v1/chat/completions"
         else:
-            prompt = self.dialect.render_prompt(request.messages, [t.definition for t in offered] or None)
+            tools = [t.definition for t in offered] or None
+            prompt_ids: list[int] | None = None
+            if self.dialect.prompt_form == "token_ids":
+                tokenizer = self.loaded_tokenizer()
+                markers = ControlMarkers()
+                parts = markers.split(
+                    self.dialect.render_prompt(request.messages, tools, control_token=markers) + prefill
+                )
+                prompt_ids = tokenizer.prompt_ids(parts)
+                prompt = "".join(parts)  # the markers' text between the spans
+                stop = _stop_list(body.get("stop"))  # the family's stops are ids now
+            else:
+                prompt = self.dialect.render_prompt(request.messages, tools) + prefill
             payload = {
                 "model": body.get("model"),
-                "prompt": prompt + prefill,
+                "prompt": prompt if prompt_ids is None else prompt_ids,
                 "max_tokens": body.get("max_completion_tokens")
                 or body.get("max_tokens")
                 or self.settings.default_max_tokens,
@@ -109,6 +182,7 @@ class ToolPath:
                 payload["stream_options"] = {"include_usage": True}
             if forced is not None and self.dialect.prefill_ends_at_arguments:
                 payload.update(self._guided_arguments(offered[0].parameters))
+            payload.update(self._prompt_fields())
             path = "/v1/completions"
         if stop:
             payload["stop"] = stop
@@ -119,7 +193,26 @@ class ToolPath:
             # The first answer missed the required call: sample again rather than repeat it.
             payload["temperature"] = max(float(payload.get("temperature") or 0.0), 0.7)
             payload["seed"] = int(payload.get("seed") or 0) + 1
-        return UpstreamCall(path, payload, prefill)
+        if self.dialect.transport == "chat":
+            return UpstreamCall(path, payload, prefill)
+        return UpstreamCall(path, payload, prefill, prompt, prompt_ids, self.tokenizer if prompt_ids else None)
+
+    def loaded_tokenizer(self) -> PromptTokenizer:
+        if self.tokenizer is None:
+            raise ProxyError(503, f"the proxy is not ready: {self.tokenizer_state()}", type="server_error")
+        return self.tokenizer
+
+    def _prompt_fields(self) -> dict[str, Any]:
+        """How the engine must take the prompt so the model gets the ids it was trained on."""
+        # Markers in the output must come back as they are: no spaces around special tokens.
+        fields: dict[str, Any] = {"spaces_between_special_tokens": False}
+        if self.dialect.prompt_form == "text_without_prefix":
+            fields["add_special_tokens"] = False  # the template wrote the prefix already
+        elif self.dialect.prompt_form == "token_ids":
+            assert self.tokenizer is not None
+            fields["stop_token_ids"] = list(self.tokenizer.stop_ids)
+            fields["return_token_ids"] = True
+        return fields
 
     def _guided_arguments(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         mode = self.settings.guided_decoding
@@ -134,7 +227,7 @@ class ToolPath:
         """The parser for this request's answer; with no tool offered nothing parses as a call."""
         # the schemas type raw-text values (Qwen3-Coder's <parameter=...>)
         tools = {tool.name: tool.parameters for tool in request.offered}
-        return self.dialect.parser(tools, prompt=str(upstream_call.payload.get("prompt", "")))
+        return self.dialect.parser(tools, prompt=upstream_call.prompt)
 
     def parse_text(self, request: ChatToolRequest, upstream_call: UpstreamCall, text: str) -> Answer:
         parser = self.parser(request, upstream_call)
