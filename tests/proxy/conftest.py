@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,3 +33,35 @@ def stack_with(engine: FakeEngine) -> Callable[..., Any]:
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
     """The proxy runs on uvloop in production (``toolmodel proxy``): test it there."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def chatglm3_tokenizer_dir() -> Path:
+    """The real ChatGLM3-6B tokenizer, from the shared files beside the repository. Missing files
+    fail the tests that need them: a run without them has not checked what they check."""
+    folder = SHARED / "tokenizers" / "chatglm3-6b"
+    assert (folder / "tokenizer.model").is_file(), (
+        f"{folder}/tokenizer.model is missing: clone shared/ beside the repository"
+    )
+    return folder
+
+
+@pytest.fixture
+def chatglm3_stack(stack_with: Callable[..., Any], chatglm3_tokenizer_dir: Path) -> Callable[..., Any]:
+    """``async with chatglm3_stack() as s:``: the proxy for ChatGLM3 with the real tokenizer loaded."""
+
+    @contextlib.asynccontextmanager
+    async def running(**settings: Any) -> AsyncIterator[Stack]:
+        async with stack_with(dialect="chatglm3", tokenizer=str(chatglm3_tokenizer_dir), **settings) as stack:
+            loader = stack.proxy.tokenizer_loader
+            for _ in range(1000):
+                if loader.tokenizer is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert loader.tokenizer is not None, loader.state
+            yield stack
+
+    return running

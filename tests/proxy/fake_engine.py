@@ -25,6 +25,8 @@ class FakeEngine:
     """Answers like vLLM with scripted model output, and records what it was asked."""
 
     outputs: list[str] = field(default_factory=list)  # one raw model output per generation, in order
+    # or the generated ids, for an engine asked for return_token_ids (vLLM >= 0.10.2)
+    output_ids: list[list[int]] = field(default_factory=list)
     chunk: Callable[[str], list[str]] = lambda text: [text[i : i + 3] for i in range(0, len(text), 3)]
     finish_reason: str = "stop"
     reject_tools: bool = True  # like vLLM 0.4.x: /v1/chat/completions with tools is a 400
@@ -44,6 +46,8 @@ class FakeEngine:
             return web.json_response(
                 {"object": "error", "message": "engine exploded", "code": self.status}, status=self.status
             )
+        if self.output_ids and body.get("return_token_ids"):
+            return await self._token_ids(request, body, self.output_ids.pop(0))
         text = self.next_output()
         if self.delay and not body.get("stream"):
             await asyncio.sleep(self.delay)
@@ -69,6 +73,28 @@ class FakeEngine:
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled.set()
             raise
+        return response
+
+    async def _token_ids(self, request: web.Request, body: dict[str, Any], ids: list[int]) -> web.StreamResponse:
+        """An answer whose text is beside the point (vLLM's decoding of control ids loses them):
+        the proxy must read the ids. Two ids a chunk when streamed."""
+        mangled = "<unk>"
+        if not body.get("stream"):
+            choice = {"index": 0, "text": mangled, "token_ids": ids, "finish_reason": "stop", "stop_reason": ids[-1]}
+            return web.json_response({"id": "cmpl-1", "choices": [choice]})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for start in range(0, len(ids), 2):
+            last = start + 2 >= len(ids)
+            choice = {
+                "index": 0,
+                "text": mangled,
+                "token_ids": ids[start : start + 2],
+                "finish_reason": "stop" if last else None,
+                "stop_reason": ids[-1] if last else None,
+            }
+            await response.write(b"data: " + orjson.dumps({"id": "cmpl-1", "choices": [choice]}) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
         return response
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
