@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["HubError", "cache_dir", "cached_snapshot", "download", "is_model_id", "write_snapshot"]
+__all__ = ["HubError", "cache_dir", "cached_snapshot", "download", "is_model_id", "offline", "write_snapshot"]
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}\Z")
 _REVISION = re.compile(r"[\w.-]{1,96}\Z")
@@ -30,6 +30,11 @@ class HubError(RuntimeError):
 def is_model_id(value: str) -> bool:
     """``org/name``, as the hub names models (and not a path that exists here)."""
     return bool(_MODEL_ID.match(value)) and not Path(value).exists()
+
+
+def offline() -> bool:
+    """``HF_HUB_OFFLINE=1``, as huggingface_hub and vLLM read it: use the cache, download nothing."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def cache_dir() -> Path:

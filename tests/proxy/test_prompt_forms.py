@@ -209,3 +209,15 @@ async def test_until_the_tokenizer_is_loaded_the_proxy_is_not_ready_and_says_why
             assert response.status == 503
         assert "not ready" in error["error"]["message"] and "tokenizer.model" in error["error"]["message"]
         assert stack.engine.requests == []  # nothing went to the engine as text
+
+
+async def test_offline_the_proxy_only_watches_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    loader, failures = await load("THUDM/chatglm3-6b", download_dir=tmp_path / "own")
+    await asyncio.sleep(0.6)
+    assert not failures and "waiting for tokenizer.model" in loader.state
+    assert "download" not in loader.state.split("(the engine downloads it)")[1]
+    assert not (tmp_path / "own").exists()
+    await loader.close()

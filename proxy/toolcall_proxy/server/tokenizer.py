@@ -24,7 +24,7 @@ __all__ = ["TokenizerLoader"]
 
 log = logging.getLogger("toolmodel.proxy")
 
-_POLL_SECONDS = 1.0
+_POLL_SECONDS = 0.5
 _DOWNLOAD_RETRY_SECONDS = 30.0
 _OPTIONAL_FILES = ("tokenizer_config.json", "config.json")
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -84,28 +84,40 @@ class TokenizerLoader:
             return await asyncio.to_thread(PromptTokenizer.load, source, self.layout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
+        downloading: asyncio.Future[Path] | None = None
         next_download = loop.time()
         download_problem = ""
-        while True:
-            snapshot = hub.cached_snapshot(source, files, self.revision)
-            if snapshot is not None:
-                return await asyncio.to_thread(PromptTokenizer.load, snapshot, self.layout)
-            if loop.time() >= next_download:
-                try:
-                    folder = await asyncio.to_thread(
-                        hub.download, source, files, _OPTIONAL_FILES, self._download_dir, revision=self.revision
+        try:
+            while True:
+                snapshot = hub.cached_snapshot(source, files, self.revision)
+                if snapshot is not None:
+                    return await asyncio.to_thread(PromptTokenizer.load, snapshot, self.layout)
+                # The download runs beside the watch on the cache: whichever has the files first.
+                if downloading is None and loop.time() >= next_download and not hub.offline():
+                    downloading = asyncio.ensure_future(
+                        asyncio.to_thread(
+                            hub.download, source, files, _OPTIONAL_FILES, self._download_dir, revision=self.revision
+                        )
                     )
-                    return await asyncio.to_thread(PromptTokenizer.load, folder, self.layout)
-                except hub.HubError as error:
-                    download_problem = f"; the download failed: {error}"
-                    next_download = loop.time() + _DOWNLOAD_RETRY_SECONDS
-            self.state = (
-                f"waiting for {', '.join(files)} of {source} in {hub.cache_dir()} (the engine downloads it)"
-                f"{download_problem}"
-            )
-            if loop.time() >= deadline:
-                raise TokenizerError(f"{self.state}; gave up after {self.wait:g} s (--tokenizer-wait)")
-            await asyncio.sleep(_POLL_SECONDS)
+                if downloading is not None and downloading.done():
+                    try:
+                        folder = downloading.result()
+                    except hub.HubError as error:
+                        download_problem = f"; the download failed: {error}"
+                        next_download = loop.time() + _DOWNLOAD_RETRY_SECONDS
+                        downloading = None
+                    else:
+                        return await asyncio.to_thread(PromptTokenizer.load, folder, self.layout)
+                self.state = (
+                    f"waiting for {', '.join(files)} of {source} in {hub.cache_dir()} (the engine downloads it)"
+                    f"{download_problem}"
+                )
+                if loop.time() >= deadline:
+                    raise TokenizerError(f"{self.state}; gave up after {self.wait:g} s (--tokenizer-wait)")
+                await asyncio.sleep(_POLL_SECONDS)
+        finally:
+            if downloading is not None:
+                downloading.cancel()  # its thread ends by itself; what it fetched is unused
 
 
 def _write_termination_message(message: str) -> None:
