@@ -110,7 +110,6 @@ def download(
     if os.environ.get("HF_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['HF_TOKEN']}"
     folder = target / model_id.replace("/", "--") / revision
-    folder.mkdir(parents=True, exist_ok=True)
     for name in (*files, *optional):
         if (folder / name).is_file():
             continue
@@ -128,6 +127,7 @@ def download(
             ) from None
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             raise HubError(f"{name} of {model_id}: {getattr(error, 'reason', error)}") from None
+        folder.mkdir(parents=True, exist_ok=True)
         _write_atomically(folder / name, data)
     return folder
 
