@@ -289,6 +289,7 @@ def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_si
         byte_fallback=True,
         character_coverage=1.0,
         remove_extra_whitespaces=False,
+        normalization_rule_name="identity",  # as the real one: "\n" and "\t" kept (NFKC makes them spaces)
         num_threads=1,
         minloglevel=2,
     )
