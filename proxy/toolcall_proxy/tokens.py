@@ -170,6 +170,21 @@ class PromptTokenizer:
     def decode_span(self, ids: Sequence[int]) -> str:
         return str(self._sp.decode(list(ids)))
 
+    @property
+    def eos_id(self) -> int:
+        return self._eos
+
+    def piece(self, token: int) -> str:
+        """A sentencepiece id's piece as the model's tokenizer names it (``▁hello``, ``<0x0A>``);
+        sentencepiece's own <unk>, <s> and </s> are "", as ``convert_id_to_token`` gives them."""
+        if self._sp.is_control(token) or self._sp.is_unknown(token):
+            return ""
+        return str(self._sp.id_to_piece(token))
+
+    def decode_pieces(self, pieces: Sequence[str]) -> str:
+        """Pieces to text, as ``convert_tokens_to_string`` does (a leading "▁" is no space)."""
+        return str(self._sp.decode_pieces(list(pieces)))
+
     def text(self, ids: Iterable[int]) -> str:
         """The ids as the official ``tokenizer.decode`` reads them, control tokens as their text."""
         decoder = OutputDecoder(self, ())
