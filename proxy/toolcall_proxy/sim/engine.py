@@ -1059,7 +1059,8 @@ class Decoded:
     deltas: tuple[str, ...]
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
-    stop_reason: str | None
+    stop_reason: str | int | None  # the stop string, or the stop_token_ids id, that ended it
+    token_ids: tuple[int, ...] = ()  # when the simulator works on ids: the generated ids, one per delta
 
 
 def decode(
