@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +66,36 @@ async def start_sim(*argv: str) -> AsyncIterator[str]:
 def sim() -> Callable[..., contextlib.AbstractAsyncContextManager[str]]:
     """``async with sim("MODEL", "--flag", ...) as url:``."""
     return start_sim
+
+
+@pytest.fixture(autouse=True)
+def hugging_face_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Hugging Face cache of each test's own: a simulated ChatGLM3 writes its demo tokenizer
+    there, as vLLM downloads a model into $HF_HOME, and never into the user's cache."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    return tmp_path / "hf" / "hub"
+
+
+# The real tokenizer files, beside the repository (shared/tokenizers/README.md). Tests that need
+# them fail without them: a run that skipped them would not have checked what they check.
+SHARED_TOKENIZERS = Path(__file__).resolve().parents[2] / ".." / "shared" / "tokenizers"
+
+
+@pytest.fixture(scope="session")
+def chatglm3_2024() -> Path:
+    """ChatGLM3-6B's tokenizer with the 2024 tokenizer_config.json (added tokens registered)."""
+    folder = SHARED_TOKENIZERS / "chatglm3-6b"
+    assert (folder / "tokenizer.model").is_file(), f"{folder}/tokenizer.model is missing: clone shared/ beside the repo"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chatglm3_2023(chatglm3_2024: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tokenizer.model with the 2023-12 tokenizer_config.json (no added tokens)."""
+    config = SHARED_TOKENIZERS / "chatglm3-6b-2023-12" / "tokenizer_config.json"
+    assert config.is_file(), f"{config} is missing: clone shared/ beside the repo"
+    folder = tmp_path_factory.mktemp("chatglm3-6b-2023-12")
+    shutil.copy(chatglm3_2024 / "tokenizer.model", folder)
+    shutil.copy(config, folder)
+    return folder

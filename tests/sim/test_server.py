@@ -401,36 +401,6 @@ async def test_reject_tools_answers_like_vllm_0_4(sim: Sim) -> None:
 # -- special tokens, as the proxy meets them ------------------------------------------------------
 
 
-async def test_skip_special_tokens_strips_chatglm3s_markers(sim: Sim) -> None:
-    spec = get_dialect("chatglm3")
-    prompt = spec.render_prompt(SEED_MESSAGES, [WEATHER_TOOL])
-    async with sim("THUDM/chatglm3-6b", "--dialect", "chatglm3") as url:
-        _, default = await post(f"{url}/v1/completions", {"prompt": prompt, "max_tokens": 100, "stop": list(spec.stop)})
-        _, kept = await post(
-            f"{url}/v1/completions",
-            {"prompt": prompt, "max_tokens": 100, "stop": list(spec.stop), "skip_special_tokens": False},
-        )
-        # what the proxy sends for tool_choice "required": the prompt ends with the start of a call
-        prefill = spec.prefill("get_current_weather")
-        _, forced = await post(
-            f"{url}/v1/completions",
-            {"prompt": prompt + prefill, "max_tokens": 100, "stop": list(spec.stop), "skip_special_tokens": False},
-        )
-    call = "get_current_weather\n```python\ntool_call(location='San Francisco')\n```"
-    # stripped, <|observation|> is gone before the stop strings are matched: the model runs on
-    assert default["choices"][0] == {
-        **default["choices"][0],
-        "text": call,
-        "finish_reason": "stop",
-        "stop_reason": None,
-    }
-    assert kept["choices"][0]["text"] == call and kept["choices"][0]["stop_reason"] == "<|observation|>"
-    assert parse("chatglm3", kept["choices"][0]["text"])[1] == [("get_current_weather", {"location": "San Francisco"})]
-    assert parse("chatglm3", prefill + forced["choices"][0]["text"])[1] == [
-        ("get_current_weather", {"location": "San Francisco"})
-    ]
-
-
 async def test_skip_special_tokens_strips_hermes_markers(sim: Sim) -> None:
     prompt = get_dialect("hermes").render_prompt(SEED_MESSAGES, [WEATHER_TOOL])
     async with sim(MODEL, "--tool-call-parser", "hermes") as url:

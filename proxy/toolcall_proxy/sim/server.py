@@ -5,6 +5,12 @@ does, and answers in vLLM's response shapes: ``/health``, ``/v1/models``, ``/v1/
 ``/v1/chat/completions`` (with vLLM's tool-choice rules and, with ``--enable-auto-tool-choice``,
 its tool-call parsing) and ``/metrics``. ``--reject-tools`` turns it into a vLLM 0.4, which refused
 ``tools`` on the chat endpoint. Plain ASGI served by uvicorn: no framework on the request path.
+
+For a token-layout family (ChatGLM3) the server works on ids as vLLM does, with the tokenizer of
+``--tokenizer`` (a directory or a cached model id), else ``--model``'s, else a demo tokenizer it
+writes into the Hugging Face cache under ``--model`` for the proxy to find: text prompts are
+tokenized, id prompts taken as given, ``stop_token_ids``, ``ignore_eos``,
+``spaces_between_special_tokens`` and ``return_token_ids`` are honoured.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ import uvicorn
 from ..dialects import DIALECTS, get_dialect
 from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted, Event, TextDelta
 from ..rendering import TemplateRenderError, normalize_messages, render
-from . import engine
+from ..tokens import TokenizerError
+from . import engine, tokenization
+from .token_model import TokenModel
 
 __all__ = ["ConfigError", "SimApp", "SimConfig", "build_parser", "main", "parse_args", "run", "serve"]
 
@@ -123,7 +131,6 @@ _IGNORED_VALUE_FLAGS = (
     "--task",
     "--tokenizer-mode",
     "--tokenizer-pool-size",
-    "--tokenizer-revision",
     "--tool-parser-plugin",
     "--tool-server",
     "--worker-cls",
@@ -216,7 +223,13 @@ def build_parser(prog: str = "toolmodel sim") -> argparse.ArgumentParser:
     model.add_argument("--model", help="model name or path (only reported back; nothing is loaded)")
     model.add_argument("--served-model-name", nargs="+", metavar="NAME", help="names the API answers to")
     model.add_argument("--max-model-len", type=_model_len, default=DEFAULT_MAX_MODEL_LEN, metavar="TOKENS")
-    model.add_argument("--tokenizer")
+    model.add_argument(
+        "--tokenizer",
+        metavar="DIR_OR_ID",
+        help="the tokenizer's files, a directory or a model id in the Hugging Face cache (default: --model's; "
+        "for a token-id family without one, a demo tokenizer written into the cache under --model)",
+    )
+    model.add_argument("--tokenizer-revision", metavar="REVISION")
     model.add_argument("--revision")
     model.add_argument("--download-dir")
     model.add_argument("--dtype", default="auto")
@@ -311,6 +324,9 @@ class SimConfig:
     tool_call_parser: str | None = None
     api_key: str | None = None
     log_requests: bool = False
+    # The tokenizer's directory, for a dialect with a token layout: the simulator then works on
+    # ids as vLLM does. None: prompts are read as text (always, for the other dialects).
+    tokenizer: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.served_model_names:
@@ -345,7 +361,23 @@ class SimConfig:
             api_key=args.api_key,
             # Current vLLM logs requests only when asked; --disable-log-requests is its old spelling of the default.
             log_requests=args.enable_log_requests and not args.disable_log_requests,
+            tokenizer=_tokenizer(args, dialect),
         )
+
+
+def _tokenizer(args: argparse.Namespace, dialect: str) -> Path | None:
+    """The tokenizer's directory for a token-layout dialect, found (or the demo one written into
+    the Hugging Face cache) as vLLM finds the model's files; checked by loading it."""
+    spec = get_dialect(dialect)
+    if spec.token_layout is None:
+        return None
+    revision = args.tokenizer_revision or args.revision or "main"
+    try:
+        folder = tokenization.locate_tokenizer(args.tokenizer, args.model, spec.token_layout, revision)
+        tokenization.VllmTokenizer.load(folder, spec.token_layout, spec.tokenizer_prefix)
+    except TokenizerError as error:
+        raise ConfigError(str(error)) from None
+    return folder
 
 
 def _read_template(value: str) -> str:
@@ -442,6 +474,22 @@ class _Sampling:
     stream: bool
     include_usage: bool
     continuous_usage: bool
+    # read when the simulator works on ids
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    spaces_between_special_tokens: bool = True
+    return_token_ids: bool = False
+
+    def rules(self, *, skip_special_tokens: bool | None = None) -> tokenization.OutputRules:
+        return tokenization.OutputRules(
+            max_tokens=self.max_tokens,
+            stop=self.stop,
+            stop_token_ids=self.stop_token_ids,
+            ignore_eos=self.ignore_eos,
+            include_stop_str_in_output=self.include_stop_str_in_output,
+            skip_special_tokens=self.skip_special_tokens if skip_special_tokens is None else skip_special_tokens,
+            spaces_between_special_tokens=self.spaces_between_special_tokens,
+        )
 
 
 def _optional_bool(body: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -512,7 +560,57 @@ def _sampling(
         stream=stream,
         include_usage=bool(options.get("include_usage")),
         continuous_usage=bool(options.get("include_usage")) and bool(options.get("continuous_usage_stats")),
+        stop_token_ids=_token_ids(body, "stop_token_ids"),
+        ignore_eos=_optional_bool(body, "ignore_eos", False),
+        spaces_between_special_tokens=_optional_bool(body, "spaces_between_special_tokens", True),
+        return_token_ids=_optional_bool(body, "return_token_ids", False),
     )
+
+
+def _token_ids(body: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    value = body.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise SimError(400, f"{key} must be a list of integers", param=key)
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One prompt of a completions request and what it gets."""
+
+    prompt_tokens: int
+    decoded: engine.Decoded
+    sampling: _Sampling
+    prompt_ids: Sequence[int] | None = None  # when the simulator works on ids
+
+
+def _prompt_ids(prompt: Any, vllm: tokenization.VllmTokenizer, add_special_tokens: bool) -> list[list[int]]:
+    """The ids of each prompt, as vLLM takes ``prompt``: text is tokenized, ids are used as given."""
+    if isinstance(prompt, str):
+        batch: list[Any] = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+        batch = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+        batch = prompt
+    else:
+        raise SimError(400, "prompt must be a string, a list of strings, or token ids", param="prompt")
+    prompts: list[list[int]] = []
+    for item in batch:
+        if isinstance(item, str):
+            ids = vllm.encode(item, add_special_tokens=add_special_tokens)
+        elif all(isinstance(p, int) and not isinstance(p, bool) for p in item):
+            ids = list(item)
+        else:
+            raise SimError(400, "prompt must be a string, a list of strings, or token ids", param="prompt")
+        if not ids:
+            raise SimError(400, "The decoder prompt cannot be empty", param="prompt")
+        wrong = next((token for token in ids if not 0 <= token <= vllm.max_token_id), None)
+        if wrong is not None:
+            raise SimError(400, f"Token id {wrong} is out of vocabulary", param="prompt")
+        prompts.append(ids)
+    return prompts
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -572,6 +670,15 @@ def _tool_choice(body: Mapping[str, Any], config: SimConfig) -> _ToolChoice:
         '({"type": "function", "function": {"name": ...}}).',
         param="tool_choice",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A chat prompt's answer: its calls, and ``decode(guided_text, skip_special_tokens)``, the
+    output as the request sees it (guided decoding's text instead of the answer when given)."""
+
+    calls: tuple[tuple[str, dict[str, Any]], ...]
+    decode: Callable[[str | None, bool | None], engine.Decoded]
 
 
 class _ChatOutput:
@@ -699,6 +806,12 @@ class SimApp:
         self.created = int(time.time())
         parser_dialect = config.tool_call_parser if config.tool_call_parser in DIALECTS else config.dialect
         self.parser_dialect = get_dialect(parser_dialect)
+        # A token-layout family with its tokenizer: prompts become ids and the model reads ids.
+        self.token_model: TokenModel | None = None
+        spec = get_dialect(config.dialect)
+        if config.tokenizer is not None and spec.token_layout is not None:
+            vllm = tokenization.VllmTokenizer.load(config.tokenizer, spec.token_layout, spec.tokenizer_prefix)
+            self.token_model = TokenModel(vllm, config.dialect)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -829,6 +942,41 @@ class SimApp:
     # -- /v1/completions ------------------------------------------------------------------------
 
     async def _completions(self, body: Mapping[str, Any], model: str, receive: Receive, send: Send) -> None:
+        jobs = self._token_jobs(body, model) if self.token_model is not None else self._text_jobs(body, model)
+        sampling = jobs[-1].sampling
+        head = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        if sampling.stream:
+            await _stream(receive, send, lambda gone: self._completion_chunks(head, sampling, jobs, gone))
+            return
+        await self._latency(max(len(job.decoded.deltas) for job in jobs))
+        choices = []
+        for index, job in enumerate(jobs):
+            decoded = job.decoded
+            choice: dict[str, Any] = {
+                "index": index,
+                "text": decoded.text,
+                "logprobs": None,
+                "finish_reason": decoded.finish_reason,
+                "stop_reason": decoded.stop_reason,
+            }
+            if sampling.return_token_ids and job.prompt_ids is not None:
+                choice["token_ids"] = list(decoded.token_ids)
+            choice["prompt_logprobs"] = None
+            if sampling.return_token_ids and job.prompt_ids is not None:
+                choice["prompt_token_ids"] = list(job.prompt_ids)
+            choices.append(choice)
+        for job in jobs:
+            self._record(job.prompt_tokens, job.decoded)
+        usage = _usage(sum(job.prompt_tokens for job in jobs), sum(job.decoded.completion_tokens for job in jobs))
+        await _send_json(send, 200, {**head, "choices": choices, "usage": usage})
+
+    def _text_jobs(self, body: Mapping[str, Any], model: str) -> list[_Job]:
+        """Prompts as text, read by the engine as they are (dialects without a token layout)."""
         prompt = body.get("prompt")
         if isinstance(prompt, str):
             prompts = [prompt]
@@ -839,68 +987,73 @@ class SimApp:
             raise SimError(400, message, param="prompt")
         else:
             raise SimError(400, "prompt must be a string or a list of strings", param="prompt")
-        jobs: list[tuple[int, engine.Decoded]] = []
+        jobs: list[_Job] = []
         for text in prompts:
             prompt_tokens = engine.count_tokens(text)
             sampling = _sampling(body, prompt_tokens, self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
             generation = engine.generate(text, dialect=self.config.dialect, model=model)
-            jobs.append((prompt_tokens, self._decode(generation.tokens, sampling)))
+            jobs.append(_Job(prompt_tokens, self._decode(generation.tokens, sampling), sampling))
             if self.config.log_requests:
                 log.info("completion request: %d prompt tokens, max_tokens=%s", prompt_tokens, sampling.max_tokens)
-        head = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": model,
-        }
-        if sampling.stream:
-            await _stream(receive, send, lambda gone: self._completion_chunks(head, sampling, jobs, gone))
-            return
-        await self._latency(max(len(decoded.deltas) for _, decoded in jobs))
-        choices = [
-            {
-                "index": index,
-                "text": decoded.text,
-                "logprobs": None,
-                "finish_reason": decoded.finish_reason,
-                "stop_reason": decoded.stop_reason,
-                "prompt_logprobs": None,
-            }
-            for index, (_, decoded) in enumerate(jobs)
-        ]
-        for prompt_tokens, decoded in jobs:
-            self._record(prompt_tokens, decoded)
-        usage = _usage(sum(p for p, _ in jobs), sum(d.completion_tokens for _, d in jobs))
-        await _send_json(send, 200, {**head, "choices": choices, "usage": usage})
+        return jobs
+
+    def _token_jobs(self, body: Mapping[str, Any], model: str) -> list[_Job]:
+        """Prompts as ids, as vLLM makes them of text or takes them as given; the model reads ids."""
+        assert self.token_model is not None
+        vllm = self.token_model.vllm
+        add_special_tokens = _optional_bool(body, "add_special_tokens", True)
+        jobs: list[_Job] = []
+        for ids in _prompt_ids(body.get("prompt"), vllm, add_special_tokens):
+            sampling = _sampling(body, len(ids), self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
+            answer = self.token_model.answer(ids, model=model)
+            self._log_confusion(answer.problems)
+            jobs.append(_Job(len(ids), vllm.output(ids, answer.ids, sampling.rules()), sampling, ids))
+            if self.config.log_requests:
+                log.info("completion request: %d prompt tokens, max_tokens=%s", len(ids), sampling.max_tokens)
+        return jobs
+
+    def _log_confusion(self, problems: Sequence[str]) -> None:
+        if problems:
+            log.warning(
+                "%s got prompt ids it was not trained on (%s): it answers confused, with no call",
+                self.config.dialect,
+                "; ".join(problems),
+            )
 
     async def _completion_chunks(
         self,
         head: Mapping[str, Any],
         sampling: _Sampling,
-        jobs: Sequence[tuple[int, engine.Decoded]],
+        jobs: Sequence[_Job],
         disconnected: asyncio.Event,
     ) -> AsyncGenerator[bytes, None]:
-        for index, (prompt_tokens, decoded) in enumerate(jobs):
+        for index, job in enumerate(jobs):
+            decoded = job.decoded
+            with_ids = sampling.return_token_ids and job.prompt_ids is not None
             last = len(decoded.deltas) - 1
             async for position in self._pace(max(len(decoded.deltas), 1), disconnected):
                 delta = decoded.deltas[position] if decoded.deltas else ""
                 final = position >= last
-                if not delta and not final:
+                if not delta and not final and not decoded.token_ids:  # vLLM sends every id's chunk
                     continue
-                choice = {
+                choice: dict[str, Any] = {
                     "index": index,
                     "text": delta,
                     "logprobs": None,
                     "finish_reason": decoded.finish_reason if final else None,
                     "stop_reason": decoded.stop_reason if final else None,
                 }
+                if with_ids:
+                    if position == 0:
+                        choice["prompt_token_ids"] = list(job.prompt_ids or ())
+                    choice["token_ids"] = list(decoded.token_ids[position : position + 1])
                 chunk: dict[str, Any] = {**head, "choices": [choice]}
                 if sampling.continuous_usage:
-                    chunk["usage"] = _usage(prompt_tokens, position + 1)
+                    chunk["usage"] = _usage(job.prompt_tokens, position + 1)
                 yield _sse(chunk)
-            self._record(prompt_tokens, decoded)
+            self._record(job.prompt_tokens, decoded)
         if sampling.include_usage:
-            usage = _usage(sum(p for p, _ in jobs), sum(d.completion_tokens for _, d in jobs))
+            usage = _usage(sum(job.prompt_tokens for job in jobs), sum(job.decoded.completion_tokens for job in jobs))
             yield _sse({**head, "choices": [], "usage": usage})
         yield _DONE
 
@@ -932,11 +1085,16 @@ class SimApp:
             raise SimError(400, "messages must be a non-empty list of message objects", param="messages")
         choice = _tool_choice(body, self.config)
         prompt = self._render(body, messages)
-        prompt_tokens = engine.count_tokens(prompt)
+        prompt_ids: list[int] | None = None
+        if self.token_model is not None:
+            # vLLM tokenizes the rendered template without the tokenizer's prefix
+            add_special_tokens = _optional_bool(body, "add_special_tokens", False)
+            prompt_ids = self.token_model.vllm.encode(prompt, add_special_tokens=add_special_tokens)
+        prompt_tokens = engine.count_tokens(prompt) if prompt_ids is None else len(prompt_ids)
         sampling = _sampling(body, prompt_tokens, self.config.max_model_len, None)
         if self.config.log_requests:
             log.info("chat request: %d prompt tokens, max_tokens=%s", prompt_tokens, sampling.max_tokens)
-        decoded, output = self._chat_output(body, prompt, model, choice, sampling)
+        decoded, output = self._chat_output(body, prompt, prompt_ids, model, choice, sampling)
         head = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -975,26 +1133,53 @@ class SimApp:
         await _send_json(send, 200, {**head, "choices": [result], "usage": usage, "prompt_logprobs": None})
 
     def _chat_output(
-        self, body: Mapping[str, Any], prompt: str, model: str, choice: _ToolChoice, sampling: _Sampling
+        self,
+        body: Mapping[str, Any],
+        prompt: str,
+        prompt_ids: list[int] | None,
+        model: str,
+        choice: _ToolChoice,
+        sampling: _Sampling,
     ) -> tuple[engine.Decoded, _ChatOutput]:
         force: engine.Force = "required" if choice.mode == "required" else choice.name
-        generation = engine.generate(prompt, dialect=self.config.dialect, model=model, force=force)
+        run = self._generate(prompt, prompt_ids, model, force, sampling)
         if choice.mode in ("named", "required"):
             # Guided decoding: the model writes the arguments (named) or a JSON list of calls.
-            calls = generation.calls
+            calls = run.calls
             if choice.mode == "named":
                 guided: Any = calls[0][1] if calls else {}
             else:
                 guided = [{"name": name, "parameters": arguments} for name, arguments in calls]
-            tokens = engine.tokenize(orjson.dumps(guided).decode())
-            return self._decode(tokens, sampling), _ChatOutput(choice, None)
+            return run.decode(orjson.dumps(guided).decode(), None), _ChatOutput(choice, None)
         if choice.mode == "auto":
             names = [str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()]
             parser = self.parser_dialect.parser(names)
             # vLLM's tool parsers turn skip_special_tokens off: call markers are special tokens.
-            decoded = self._decode(generation.tokens, sampling, skip_special_tokens=False)
-            return decoded, _ChatOutput(choice, parser)
-        return self._decode(generation.tokens, sampling), _ChatOutput(choice, None)
+            return run.decode(None, False), _ChatOutput(choice, parser)
+        return run.decode(None, None), _ChatOutput(choice, None)
+
+    def _generate(
+        self, prompt: str, prompt_ids: list[int] | None, model: str, force: engine.Force, sampling: _Sampling
+    ) -> _Run:
+        """The model's answer to a chat prompt, read as text or, with a tokenizer, as ids."""
+        dialect = self.config.dialect
+        if prompt_ids is None or self.token_model is None:
+            generation = engine.generate(prompt, dialect=dialect, model=model, force=force)
+
+            def decode_text(guided: str | None, skip: bool | None) -> engine.Decoded:
+                tokens = generation.tokens if guided is None else engine.tokenize(guided)
+                return self._decode(tokens, sampling, skip_special_tokens=skip)
+
+            return _Run(generation.calls, decode_text)
+        token_model, ids = self.token_model, prompt_ids
+        answer = token_model.answer(ids, model=model, force=force)
+        self._log_confusion(answer.problems)
+
+        def decode_ids(guided: str | None, skip: bool | None) -> engine.Decoded:
+            output = answer.ids if guided is None else token_model.plain(guided)
+            return token_model.vllm.output(ids, output, sampling.rules(skip_special_tokens=skip))
+
+        return _Run(answer.calls, decode_ids)
 
     async def _chat_chunks(
         self,
