@@ -620,13 +620,10 @@ def _volumes(spec: ToolModelSpec, template: ChatTemplateSource | None) -> list[d
 
 def _engine_container(spec: ToolModelSpec, dialect: Dialect, template: ChatTemplateSource | None) -> dict[str, Any]:
     simulated = spec.serving.engine == "sim"
-    cache_mount: dict[str, Any] = {"name": "model-cache", "mountPath": MODEL_CACHE_PATH}
-    if spec.storage.cache.persistent_volume_claim is not None and spec.storage.cache.persistent_volume_claim.sub_path:
-        cache_mount["subPath"] = spec.storage.cache.persistent_volume_claim.sub_path
     mounts: list[dict[str, Any]] = []
     if template is not None:
         mounts.append({"name": "chat-template", "mountPath": CHAT_TEMPLATE_DIR, "readOnly": True})
-    mounts += [{"name": "shm", "mountPath": "/dev/shm"}, cache_mount]
+    mounts += [{"name": "shm", "mountPath": "/dev/shm"}, _cache_mount(spec)]
     if simulated:
         mounts.append({"name": "tmp", "mountPath": "/tmp"})
 
@@ -655,6 +652,17 @@ def _engine_container(spec: ToolModelSpec, dialect: Dialect, template: ChatTempl
         # Our own image: it runs as the restricted user. vLLM's image expects root.
         container["securityContext"] = dict(_RESTRICTED_SECURITY_CONTEXT)
     return container
+
+
+def _cache_mount(spec: ToolModelSpec, *, read_only: bool = False) -> dict[str, Any]:
+    """The model cache's mount: the engine's, and the same path and subPath read-only in the proxy."""
+    mount: dict[str, Any] = {"name": "model-cache", "mountPath": MODEL_CACHE_PATH}
+    claim = spec.storage.cache.persistent_volume_claim
+    if claim is not None and claim.sub_path:
+        mount["subPath"] = claim.sub_path
+    if read_only:
+        mount["readOnly"] = True
+    return mount
 
 
 def _engine_env(spec: ToolModelSpec) -> list[dict[str, Any]]:
@@ -708,17 +716,55 @@ def _proxy_container(spec: ToolModelSpec, dialect: Dialect) -> dict[str, Any]:
         env.append(
             {"name": "TOOLMODEL_API_KEY", "valueFrom": {"secretKeyRef": {"name": api_key.name, "key": api_key.key}}}
         )
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    tokenizing = _proxy_tokenizes(spec, dialect)
+    if tokenizing:
+        env += _tokenizer_env(spec)
+        mounts.append(_cache_mount(spec, read_only=True))
     given = spec.serving.resources.proxy
-    return {
+    container: dict[str, Any] = {
         "name": "proxy",
         "image": spec.serving.proxy_image,
         "args": ["proxy"],
         "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
         "env": env,
         "resources": _resources_dict(given) if given is not None else _copy_resources(_SMALL_RESOURCES),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        # The proxy's /health asks the engine's: ready means the whole pod can answer.
+        "volumeMounts": mounts,
+        # The proxy's /health asks the engine's: ready means the whole pod can answer. A proxy
+        # that tokenizes is also unready until it has the tokenizer, which may come with the
+        # model's download; it listens meanwhile, so the TCP liveness probe leaves it alone.
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5},
         "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 15, "failureThreshold": 3},
         "securityContext": dict(_RESTRICTED_SECURITY_CONTEXT),
     }
+    if tokenizing:
+        # The proxy writes why it cannot serve (no usable tokenizer) to /dev/termination-log;
+        # other failures leave the end of its log there. The ToolModel's status shows it.
+        container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return container
+
+
+def _proxy_tokenizes(spec: ToolModelSpec, dialect: Dialect) -> bool:
+    """The proxy prompts the engine in token ids, built with the model's own tokenizer (ChatGLM3),
+    as it does in proxy mode; native mode relays."""
+    return dialect.prompt_form == "token_ids" and spec.tool_calling.mode == "proxy"
+
+
+# The engine's Hugging Face settings the proxy reads (the proxy's hub module) to find the
+# tokenizer where the engine downloads it, or to fetch it as the engine would.
+_HF_SETTINGS = ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE")
+
+
+def _tokenizer_env(spec: ToolModelSpec) -> list[dict[str, Any]]:
+    """Where the proxy finds the model's tokenizer: the model id (or directory) vLLM loads its
+    tokenizer from, at its revision, in the cache the engine downloads into (HF_HOME as the engine
+    has it, the volume mounted read-only at the same path), waiting as long as the engine's startup
+    probe lets the engine download; HF_TOKEN and the other Hugging Face settings as the engine has
+    them, for the proxy's own download."""
+    env: list[dict[str, Any]] = [{"name": "TOOLMODEL_TOKENIZER", "value": spec.tokenizer or spec.model}]
+    if spec.revision is not None:
+        # vLLM's --tokenizer-revision defaults to --revision, also for another --tokenizer.
+        env.append({"name": "TOOLMODEL_TOKENIZER_REVISION", "value": spec.revision})
+    env.append({"name": "TOOLMODEL_TOKENIZER_WAIT", "value": str(spec.serving.startup_timeout_seconds)})
+    env += [dict(variable) for variable in _engine_env(spec) if variable["name"] in _HF_SETTINGS]
+    return env

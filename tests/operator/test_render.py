@@ -651,14 +651,14 @@ def test_the_startup_probe_covers_startup_timeout_seconds(seconds, failures):
 
 
 def test_the_proxy_sidecar_is_wired_to_the_engine():
-    proxy = container(render(tool_model(CHATGLM3)), "proxy")
+    proxy = container(render(tool_model(QWEN)), "proxy")
     assert proxy["image"] == DEFAULT_PROXY_IMAGE == "ghcr.io/toolmodel/proxy:0.1.0"
     assert proxy["args"] == ["proxy"]
     assert "command" not in proxy  # the image's entrypoint is `toolmodel`
     assert proxy["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert proxy["env"] == [
         {"name": "TOOLMODEL_UPSTREAM", "value": "http://127.0.0.1:8001"},
-        {"name": "TOOLMODEL_DIALECT", "value": "chatglm3"},
+        {"name": "TOOLMODEL_DIALECT", "value": "hermes"},
         {"name": "TOOLMODEL_HOST", "value": "0.0.0.0"},
         {"name": "TOOLMODEL_PORT", "value": "8000"},
         {"name": "TOOLMODEL_MODE", "value": "proxy"},
@@ -675,12 +675,131 @@ def test_the_proxy_sidecar_is_wired_to_the_engine():
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert proxy["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert "terminationMessagePolicy" not in proxy
 
 
-def test_the_proxy_environment_uses_the_proxy_s_own_variable_names():
-    spec = {**CHATGLM3, "serving": {"apiKeySecretRef": {"name": "keys"}}}
+def test_the_proxy_environment_uses_the_proxy_s_own_variable_names_and_hugging_face_s():
+    spec = {
+        **CHATGLM3,
+        "revision": "v1.0",
+        "storage": {"hfTokenSecretRef": {"name": "hf"}},
+        "serving": {"apiKeySecretRef": {"name": "keys"}},
+    }
     names = set(env(container(render(tool_model(spec)), "proxy")))
-    assert names <= set(ENVIRONMENT.values())
+    assert {"TOOLMODEL_TOKENIZER", "TOOLMODEL_TOKENIZER_REVISION", "TOOLMODEL_TOKENIZER_WAIT"} <= names
+    assert names - {"HF_HOME", "HF_TOKEN"} <= set(ENVIRONMENT.values())
+
+
+# -- the proxy's tokenizer (token-id dialects) ------------------------------------------------------
+
+TOKEN_ID_DIALECTS = sorted(name for name, dialect in DIALECTS.items() if dialect.prompt_form == "token_ids")
+TEXT_DIALECTS = sorted(set(DIALECTS) - set(TOKEN_ID_DIALECTS))
+
+
+def test_chatglm3_is_prompted_in_token_ids():
+    assert TOKEN_ID_DIALECTS == ["chatglm3"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sim"])
+def test_a_token_id_proxy_reads_the_engine_s_model_cache_read_only(engine):
+    manifests = render(tool_model({**CHATGLM3, "serving": {"engine": engine}}))
+    proxy = container(manifests, "proxy")
+    assert proxy["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "model-cache", "mountPath": "/models", "readOnly": True},
+    ]
+    assert {"name": "model-cache", "mountPath": "/models"} in container(manifests, "engine")["volumeMounts"]
+    assert proxy["env"][5:] == [
+        {"name": "TOOLMODEL_TOKENIZER", "value": "THUDM/chatglm3-6b"},
+        {"name": "TOOLMODEL_TOKENIZER_WAIT", "value": "1800"},
+        {"name": "HF_HOME", "value": "/models"},
+    ]
+    assert env(proxy)["HF_HOME"] == env(container(manifests, "engine"))["HF_HOME"]
+    assert proxy["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_token_id_proxy_mounts_the_cache_claim_s_subpath_and_gets_the_hugging_face_token():
+    spec = {
+        **CHATGLM3,
+        "storage": {
+            "cache": {"persistentVolumeClaim": {"claimName": "models", "subPath": "hf"}},
+            "hfTokenSecretRef": {"name": "hf", "key": "t"},
+        },
+    }
+    manifests = render(tool_model(spec))
+    proxy, engine = container(manifests, "proxy"), container(manifests, "engine")
+    assert {"name": "model-cache", "mountPath": "/models", "subPath": "hf", "readOnly": True} in proxy["volumeMounts"]
+    assert {"name": "model-cache", "mountPath": "/models", "subPath": "hf"} in engine["volumeMounts"]
+    token = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}}
+    assert env(proxy)["HF_TOKEN"] == env(engine)["HF_TOKEN"] == token
+
+
+def test_a_token_id_proxy_takes_the_tokenizer_and_revision_vllm_takes():
+    spec = {**CHATGLM3, "tokenizer": "org/chatglm3-tokenizer", "revision": "b098244"}
+    manifests = render(tool_model(spec))
+    assert flag_value(container(manifests, "engine")["args"], "--tokenizer") == "org/chatglm3-tokenizer"
+    proxy = env(container(manifests, "proxy"))
+    assert proxy["TOOLMODEL_TOKENIZER"] == {"name": "TOOLMODEL_TOKENIZER", "value": "org/chatglm3-tokenizer"}
+    # vLLM's --tokenizer-revision defaults to --revision, for another tokenizer too.
+    assert proxy["TOOLMODEL_TOKENIZER_REVISION"] == {"name": "TOOLMODEL_TOKENIZER_REVISION", "value": "b098244"}
+    assert "TOOLMODEL_TOKENIZER_REVISION" not in env(container(render(tool_model(CHATGLM3)), "proxy"))
+
+
+def test_a_token_id_proxy_waits_for_the_tokenizer_as_long_as_the_engine_may_take_to_start():
+    manifests = render(tool_model({**CHATGLM3, "serving": {"startupTimeoutSeconds": 5400}}))
+    assert env(container(manifests, "proxy"))["TOOLMODEL_TOKENIZER_WAIT"]["value"] == "5400"
+    assert container(manifests, "engine")["startupProbe"]["failureThreshold"] * 10 >= 5400
+
+
+def test_a_waiting_token_id_proxy_is_unready_but_not_restarted():
+    proxy = container(render(tool_model(CHATGLM3)), "proxy")
+    # /health answers 503 while the tokenizer is awaited: the pod is not Ready. The liveness
+    # probe only connects (the proxy listens while it waits), and there is no startup probe.
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert set(proxy["livenessProbe"]) == {"tcpSocket", "periodSeconds", "failureThreshold"}
+    assert "startupProbe" not in proxy
+
+
+def test_a_token_id_proxy_gets_the_hugging_face_settings_the_engine_has():
+    spec = {
+        **CHATGLM3,
+        "storage": {"hfTokenSecretRef": {"name": "hf"}},
+        "env": [
+            {"name": "HF_HOME", "value": "/models/hf"},
+            {"name": "HF_ENDPOINT", "value": "https://hf-mirror.example"},
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "k"}}},
+            {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+        ],
+    }
+    manifests = render(tool_model(spec))
+    engine, proxy = env(container(manifests, "engine")), env(container(manifests, "proxy"))
+    for name in ("HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"):
+        assert proxy[name] == engine[name]
+    assert proxy["HF_HOME"]["value"] == "/models/hf"
+    assert proxy["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "mine"
+    assert "VLLM_LOGGING_LEVEL" not in proxy
+
+
+@pytest.mark.parametrize("dialect", TEXT_DIALECTS)
+def test_other_dialects_proxies_get_no_tokenizer_cache_or_termination_policy(dialect):
+    spec = {
+        "model": "org/model",
+        "revision": "v1",
+        "storage": {"hfTokenSecretRef": {"name": "hf"}},
+        "toolCalling": {"dialect": dialect},
+    }
+    proxy = container(render(tool_model(spec)), "proxy")
+    assert proxy["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert [variable["name"] for variable in proxy["env"]] == [
+        "TOOLMODEL_UPSTREAM",
+        "TOOLMODEL_DIALECT",
+        "TOOLMODEL_HOST",
+        "TOOLMODEL_PORT",
+        "TOOLMODEL_MODE",
+    ]
+    assert "terminationMessagePolicy" not in proxy
 
 
 def test_an_api_key_secret_becomes_the_proxy_s_api_key():
@@ -869,6 +988,15 @@ VARIANTS = {
         },
     },
     "sim": {**CHATGLM3, "serving": {"engine": "sim"}},
+    "token-ids": {
+        **CHATGLM3,
+        "tokenizer": "org/tokenizer",
+        "revision": "v1",
+        "storage": {
+            "cache": {"persistentVolumeClaim": {"claimName": "models", "subPath": "hf"}},
+            "hfTokenSecretRef": {"name": "hf", "key": "t"},
+        },
+    },
     "generic": MISTRAL,
     "inline": {**CHATGLM3, "toolCalling": {"chatTemplate": {"inline": "{{ x }}\n"}}},
 }
