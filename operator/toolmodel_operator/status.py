@@ -2,7 +2,8 @@
 
 Users read ``kubectl get tm`` and ``kubectl describe tm`` to learn why a model is not serving, so
 the conditions say it in plain words, taken from the pods' status and events: no node with
-enough GPUs, an image that cannot be pulled, an engine that runs out of memory or keeps crashing.
+enough GPUs, an image that cannot be pulled, an engine that runs out of memory or keeps crashing,
+a proxy that exits saying why (its termination message: no usable tokenizer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ __all__ = ["Problem", "compute_status", "pod_problems"]
 _IMAGE_PULL = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 _CONFIG = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 _WARNING_EVENTS = frozenset({"FailedScheduling", "FailedMount", "FailedAttachVolume", "FailedCreate", "Failed"})
+_PROXY = "proxy"  # the sidecar's container name (render.py)
+_MAX_DETAIL = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ def pod_problems(pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str
     """What keeps the pods from serving, most telling first."""
     problems: list[Problem] = []
     for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue  # on its way out (a rollout, a scale-down): its containers stop by design
         name = pod.get("metadata", {}).get("name", "?")
         status = pod.get("status") or {}
         for condition in status.get("conditions") or []:
@@ -56,8 +61,10 @@ def _unschedulable(pod: str, message: str) -> str:
 
 def _container_problem(pod: str, container: Mapping[str, Any]) -> Problem | None:
     name = container.get("name", "?")
-    waiting = (container.get("state") or {}).get("waiting") or {}
-    last = (container.get("lastState") or {}).get("terminated") or {}
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    # The run that ended: the current one when the container is stopped, else the one before.
+    ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
     reason = waiting.get("reason")
     if reason in _IMAGE_PULL:
         return Problem(
@@ -69,20 +76,67 @@ def _container_problem(pod: str, container: Mapping[str, Any]) -> Problem | None
         return Problem(
             "ContainerConfigError", f"container {name} of pod {pod} cannot start: {waiting.get('message', reason)}"
         )
-    if last.get("reason") == "OOMKilled":
+    if ended.get("reason") == "OOMKilled":
         return Problem(
             "OutOfMemory",
-            f"container {name} of pod {pod} ran out of memory (OOMKilled, restarted {container.get('restartCount', 0)} "
-            "times): raise its memory limit, or lower maxModelLen",
+            f"container {name} of pod {pod} ran out of memory (OOMKilled, restarted "
+            f"{_times(container.get('restartCount', 0))}): raise its memory limit, or lower maxModelLen",
         )
-    if reason == "CrashLoopBackOff":
-        detail = last.get("message") or last.get("reason") or "see `kubectl logs`"
-        return Problem(
+    return _crash_problem(pod, container, ended)
+
+
+def _crash_problem(pod: str, container: Mapping[str, Any], ended: Mapping[str, Any]) -> Problem | None:
+    """A container that keeps exiting: in back-off; stopped with an error; or restarted after an
+    error that it stated (its termination message, such as the proxy's missing tokenizer) and not
+    ready since."""
+    name = container.get("name", "?")
+    state = container.get("state") or {}
+    failed = ended.get("exitCode") not in (None, 0)
+    restarts = container.get("restartCount", 0)
+    if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+        reason, what = (
             "CrashLoopBackOff",
-            f"container {name} of pod {pod} keeps crashing (exit code {last.get('exitCode', '?')}): {detail}; "
-            "check the engine arguments (engineArgs, dtype, maxModelLen) and `kubectl logs`",
+            f"keeps crashing (exit code {ended.get('exitCode', '?')}, restarted {_times(restarts)})",
         )
-    return None
+    elif failed and state.get("terminated"):
+        reason, what = "ContainerExited", f"exited (exit code {ended['exitCode']})"
+    elif failed and ended.get("message") and not container.get("ready"):
+        reason, what = (
+            "ContainerExited",
+            f"exited (exit code {ended['exitCode']}) and was restarted ({_times(restarts)})",
+        )
+    else:
+        return None
+    detail = _termination_detail(ended)
+    if name == _PROXY:
+        hint = f"`kubectl logs {pod} -c {_PROXY} --previous`"
+        if "tokenizer" in detail:
+            hint = (
+                "the proxy needs the model's tokenizer files from the engine's download (the model cache) or the "
+                "hub: check model, tokenizer, revision and storage.hfTokenSecretRef, and " + hint
+            )
+        else:
+            hint = "see " + hint
+        return Problem(reason, f"the tool-call proxy (container {name} of pod {pod}) {what}: {detail}; {hint}")
+    return Problem(
+        reason,
+        f"container {name} of pod {pod} {what}: {detail}; "
+        "check the engine arguments (engineArgs, dtype, maxModelLen) and `kubectl logs`",
+    )
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _termination_detail(ended: Mapping[str, Any]) -> str:
+    """The container's own words on why it ended: its termination message (with
+    FallbackToLogsOnError, its log's last lines: the last of them), else the reason."""
+    lines = [line.strip() for line in str(ended.get("message") or "").splitlines() if line.strip()]
+    if not lines:
+        return str(ended.get("reason") or "see `kubectl logs`")
+    detail = lines[-1]
+    return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 1] + "…"
 
 
 def _latest_warnings(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

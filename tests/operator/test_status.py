@@ -158,3 +158,124 @@ def test_warning_events_explain_what_pod_status_does_not():
     }
     (problem,) = pod_problems([pod(phase="Pending")], [event])
     assert problem.reason == "FailedMount" and problem.message == 'pod m-1: configmap "tpl" not found'
+
+
+# -- a proxy that exits saying why (token-id dialects: no usable tokenizer) -------------------------
+
+TOKENIZER_GONE = (
+    "no usable tokenizer: waiting for tokenizer.model of THUDM/chatglm3-6b in /models/hub (the engine downloads "
+    "it); gave up after 1800 s (--tokenizer-wait)"
+)
+
+
+def two_containers(proxy: dict[str, Any]) -> dict[str, Any]:
+    engine = {"name": "engine", "ready": False, "restartCount": 0, "state": {"running": {}}}
+    return pod(containerStatuses=[engine, {"name": "proxy", "image": "proxy:x", **proxy}])
+
+
+@pytest.mark.parametrize(
+    ("proxy", "reason", "words"),
+    [
+        (
+            {
+                "ready": False,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": TOKENIZER_GONE}},
+            },
+            "CrashLoopBackOff",
+            ["keeps crashing (exit code 1, restarted 3 times)"],
+        ),
+        (
+            {
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"reason": "Error", "exitCode": 1, "message": TOKENIZER_GONE}},
+            },
+            "ContainerExited",
+            ["exited (exit code 1)"],
+        ),
+        (
+            {
+                "ready": False,
+                "restartCount": 1,
+                "state": {"running": {}},
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": TOKENIZER_GONE + "\n"}},
+            },
+            "ContainerExited",
+            ["exited (exit code 1) and was restarted (once)"],
+        ),
+    ],
+    ids=["back-off", "stopped", "restarted-and-waiting-again"],
+)
+def test_a_proxy_that_gives_up_on_its_tokenizer_is_named_with_its_reason(proxy, reason, words):
+    status = compute_status(TOOLMODEL, deployment=deployment(0), pods=[two_containers(proxy)], now=NOW)
+    assert status["phase"] == "Degraded"
+    ready = conditions(status)["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == reason
+    message = ready["message"]
+    assert message.startswith("the tool-call proxy (container proxy of pod m-1) "), message
+    assert f": {TOKENIZER_GONE}; " in message, message
+    assert all(word in message for word in words), message
+    assert "storage.hfTokenSecretRef" in message and "kubectl logs m-1 -c proxy" in message
+    assert "engine arguments" not in message
+
+
+def test_a_proxy_s_log_tail_gives_its_last_line():
+    # FallbackToLogsOnError: a proxy that wrote no termination message leaves the end of its log.
+    log = "INFO proxy listening on 0.0.0.0:8000\nTraceback (most recent call last):\n  ...\nValueError: bad port\n\n"
+    proxy = {
+        "ready": False,
+        "restartCount": 2,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": log}},
+    }
+    (problem,) = pod_problems([two_containers(proxy)])
+    assert problem.message == (
+        "the tool-call proxy (container proxy of pod m-1) keeps crashing (exit code 1, restarted 2 times): "
+        "ValueError: bad port; see `kubectl logs m-1 -c proxy --previous`"
+    )
+
+
+def test_a_long_termination_message_is_cut():
+    proxy = {"ready": False, "state": {"terminated": {"reason": "Error", "exitCode": 1, "message": "x" * 4000}}}
+    (problem,) = pod_problems([two_containers(proxy)])
+    assert len(problem.message) < 1000 and "x…;" in problem.message
+
+
+def test_a_proxy_that_exited_before_but_is_ready_now_or_stopped_cleanly_is_no_problem():
+    earlier = {"terminated": {"reason": "Error", "exitCode": 1, "message": TOKENIZER_GONE}}
+    ready_now = {"ready": True, "restartCount": 1, "state": {"running": {}}, "lastState": earlier}
+    assert pod_problems([two_containers(ready_now)]) == []
+    stopped = {"ready": False, "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}
+    assert pod_problems([two_containers(stopped)]) == []
+    # a restart after an exit that said nothing (killed by its liveness probe, say) is left to back-off
+    silent = {
+        "ready": False,
+        "restartCount": 1,
+        "state": {"running": {}},
+        "lastState": {"terminated": {"exitCode": 137}},
+    }
+    assert pod_problems([two_containers(silent)]) == []
+
+
+def test_an_engine_that_exits_with_a_termination_message_keeps_the_engine_hint():
+    engine = {
+        "name": "engine",
+        "ready": False,
+        "restartCount": 0,
+        "state": {"terminated": {"reason": "Error", "exitCode": 1, "message": "unknown dtype"}},
+    }
+    (problem,) = pod_problems([pod(containerStatuses=[engine])])
+    assert problem.reason == "ContainerExited"
+    assert problem.message == (
+        "container engine of pod m-1 exited (exit code 1): unknown dtype; "
+        "check the engine arguments (engineArgs, dtype, maxModelLen) and `kubectl logs`"
+    )
+
+
+def test_a_pod_on_its_way_out_is_no_problem():
+    proxy = {"ready": False, "state": {"terminated": {"reason": "Error", "exitCode": 143, "message": "stopped"}}}
+    leaving = two_containers(proxy)
+    leaving["metadata"]["deletionTimestamp"] = "2026-11-23T11:59:00Z"
+    assert pod_problems([leaving]) == []
