@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import copy
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -21,14 +22,22 @@ from typing import Any
 import kopf
 import yaml
 
-from toolcall_proxy.demo import conversation, free_port, process, show_raw_output, step, wait_healthy
+from toolcall_proxy.demo import (
+    conversation,
+    free_port,
+    process,
+    prompt_tokenizer,
+    show_raw_output,
+    step,
+    wait_healthy,
+)
 from toolcall_proxy.dialects import DIALECTS, get_dialect
 
 from .embedded import emulated_api_server, operator_thread
 from .handlers import OperatorConfig
 from .kube import CONFIGMAPS, DEPLOYMENTS, TOOLMODELS, KubeClient
 
-__all__ = ["BUILTIN_TOOLMODEL", "demo_main"]
+__all__ = ["BUILTIN_TOOLMODEL", "demo_main", "local_environment", "local_mounts", "local_volumes", "localized"]
 
 # examples/sim.yaml, without its comments (a test keeps the two the same).
 BUILTIN_TOOLMODEL: dict[str, Any] = {
@@ -99,12 +108,13 @@ async def _demo(toolmodel: dict[str, Any]) -> int:
                 step(3, f"kubectl apply: ToolModel {name}")
                 print(_indented(yaml.safe_dump(toolmodel["spec"], sort_keys=False)))
                 await client.create(TOOLMODELS, NAMESPACE, toolmodel)
-                deployment, template = await _children(client, name)
-                await _run_pod(client, toolmodel, deployment, template)
+                deployment, config_maps = await _children(client, name)
+                await _run_pod(client, toolmodel, deployment, config_maps)
     return 0
 
 
-async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """The Deployment, and the data of the ConfigMaps its pods mount, by name."""
     for _ in range(200):
         deployment = await client.get(DEPLOYMENTS, NAMESPACE, name)
         if deployment is not None:
@@ -113,13 +123,13 @@ async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict
     else:
         raise RuntimeError("the operator created no Deployment within 10 s")
     step(4, "The operator created:")
-    templates: dict[str, str] = {}
+    config_maps: dict[str, dict[str, str]] = {}
     for volume in deployment["spec"]["template"]["spec"].get("volumes", []):
         if "configMap" in volume:
-            config_map = await client.get(CONFIGMAPS, NAMESPACE, volume["configMap"]["name"])
-            templates = dict((config_map or {}).get("data") or {})
-            size = sum(map(len, templates.values()))
-            print(f"    ConfigMap {volume['configMap']['name']}: {', '.join(templates)} ({size} characters)")
+            config_map_name = volume["configMap"]["name"]
+            config_map = await client.get(CONFIGMAPS, NAMESPACE, config_map_name)
+            data = config_maps[config_map_name] = dict((config_map or {}).get("data") or {})
+            print(f"    ConfigMap {config_map_name}: {', '.join(data)} ({sum(map(len, data.values()))} characters)")
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         # the proxy image's entrypoint is `toolmodel`
         command = " ".join([*(container.get("command") or ["toolmodel"]), *(container.get("args") or [])])
@@ -127,7 +137,7 @@ async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict
     print(f"    Service {name}: port {toolmodel_port(deployment)} -> the proxy")
     status = await _status(client, name)
     print(f"    status: phase {status.get('phase')}, endpoint {status.get('endpoint')}")
-    return deployment, templates
+    return deployment, config_maps
 
 
 def toolmodel_port(deployment: Mapping[str, Any]) -> int:
@@ -151,23 +161,31 @@ def _container(deployment: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 async def _run_pod(
-    client: KubeClient, toolmodel: Mapping[str, Any], deployment: dict[str, Any], templates: dict[str, str]
+    client: KubeClient,
+    toolmodel: Mapping[str, Any],
+    deployment: dict[str, Any],
+    config_maps: Mapping[str, Mapping[str, str]],
 ) -> None:
     engine, proxy = _container(deployment, "engine"), _container(deployment, "proxy")
     engine_port, proxy_port = free_port(), free_port()
     python = [sys.executable, "-m", "toolcall_proxy.cli"]
     with tempfile.TemporaryDirectory() as workdir:
-        local_arguments = _local_engine_arguments(deployment, engine, templates, workdir, engine_port)
-        engine_command = [*python, "sim", *local_arguments]
-        proxy_environment = _local_proxy_environment(proxy, engine_port, proxy_port)
+        # Each of the pod's volumes is a directory here, shared by the containers that mount it
+        # (the model cache: the engine's downloads, read by a proxy that tokenizes).
+        volumes = local_volumes(deployment["spec"]["template"]["spec"], config_maps, Path(workdir))
+        engine_mounts, proxy_mounts = local_mounts(engine, volumes), local_mounts(proxy, volumes)
+        engine_command = [*python, "sim", *_local_engine_arguments(engine, engine_mounts, engine_port)]
+        engine_environment = {**local_environment(engine, engine_mounts), **_OFFLINE}
+        proxy_environment = _local_proxy_environment(proxy, proxy_mounts, engine_port, proxy_port)
         step(5, "Running the pod here, from the Deployment's own containers:")
         if engine.get("command") != ["toolmodel", "sim"]:
             print("    (no GPU here: the simulated engine takes the engine container's vLLM arguments)")
-        print("    engine: toolmodel " + " ".join(engine_command[3:]))
-        print("    proxy:  toolmodel proxy with " + " ".join(f"{k}={v}" for k, v in proxy_environment.items()))
+        print(f"    volumes: {', '.join(volumes)} as directories in {workdir}")
+        print("    engine: toolmodel " + " ".join(engine_command[3:]) + " with " + _assignments(engine_environment))
+        print("    proxy:  toolmodel proxy with " + _assignments(proxy_environment))
         with (
-            process(engine_command) as engine_process,
-            process([*python, "proxy"], proxy_environment) as proxy_process,
+            process(engine_command, engine_environment, unset=_host_only(engine_environment)) as engine_process,
+            process([*python, "proxy"], proxy_environment, unset=_host_only(proxy_environment)) as proxy_process,
         ):
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{engine_port}/health", engine_process)
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{proxy_port}/health", proxy_process)
@@ -184,7 +202,8 @@ async def _run_pod(
             print(f"    endpoint {status['endpoint']} (here: http://127.0.0.1:{proxy_port}/v1)")
             dialect = status["dialect"]
             served = status["servedModelName"]
-            await asyncio.to_thread(show_raw_output, 7, dialect, engine_port, served)
+            tokenizer = prompt_tokenizer(dialect, proxy_environment)
+            await asyncio.to_thread(show_raw_output, 7, dialect, engine_port, served, tokenizer)
             await asyncio.to_thread(_converse, proxy_port, served)
     print("\nDone: kubectl apply -> operator -> vLLM-shaped pod -> proxy -> tool calls in the OpenAI SDK.")
 
@@ -196,39 +215,95 @@ def _converse(proxy_port: int, served: str) -> None:
         conversation(client, served, first_step=8)
 
 
-def _local_engine_arguments(
-    deployment: Mapping[str, Any], engine: Mapping[str, Any], templates: Mapping[str, str], workdir: str, port: int
-) -> list[str]:
-    """The engine container's arguments, with its mounted template and its port made local."""
-    mounts = {m["name"]: m["mountPath"] for m in engine.get("volumeMounts", [])}
-    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"].get("volumes", [])}
-    replacements: dict[str, str] = {}
-    for volume_name, mount_path in mounts.items():
-        if "configMap" in volumes.get(volume_name, {}):
-            local = Path(workdir) / volume_name
-            local.mkdir()
-            for item in volumes[volume_name]["configMap"].get("items") or [{"key": k, "path": k} for k in templates]:
-                (local / item["path"]).write_text(templates[item["key"]], encoding="utf-8")
-            replacements[mount_path] = str(local)
-    arguments = list(engine.get("args") or [])
-    for index, argument in enumerate(arguments):
-        for mount_path, local_path in replacements.items():
-            if argument.startswith(mount_path):
-                arguments[index] = local_path + argument[len(mount_path) :]
-        if index and arguments[index - 1] == "--port":
+# The demo downloads nothing: the engine and the proxy use the model cache directory as it is.
+_OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+def local_volumes(
+    pod_spec: Mapping[str, Any], config_maps: Mapping[str, Mapping[str, str]], workdir: Path
+) -> dict[str, Path]:
+    """Each of the pod's volumes as a directory in ``workdir``, by name: a ConfigMap's holding its
+    items, any other (emptyDir, a claim) empty, for the containers that mount it to share."""
+    volumes: dict[str, Path] = {}
+    for volume in pod_spec.get("volumes") or []:
+        local = volumes[volume["name"]] = workdir / volume["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        if "configMap" in volume:
+            data = config_maps.get(volume["configMap"]["name"]) or {}
+            for item in volume["configMap"].get("items") or [{"key": key, "path": key} for key in data]:
+                if item["key"] in data:
+                    (local / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                    (local / item["path"]).write_text(data[item["key"]], encoding="utf-8")
+    return volumes
+
+
+def local_mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> dict[str, Path]:
+    """The container's mount paths -> the local directories of their volumes (or subPaths)."""
+    mounts: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        local = volumes.get(mount["name"])
+        if local is None:
+            continue
+        if mount.get("subPath"):
+            local = local / mount["subPath"]
+            local.mkdir(parents=True, exist_ok=True)
+        mounts[mount["mountPath"]] = local
+    return mounts
+
+
+def localized(value: str, mounts: Mapping[str, Path]) -> str:
+    """``value`` with a path on one of the mounts made the local one (the deepest mount wins);
+    ``--flag=PATH`` too."""
+    if value.startswith("-") and "=" in value:
+        flag, given = value.split("=", 1)
+        return f"{flag}={localized(given, mounts)}"
+    for mount_path in sorted(mounts, key=len, reverse=True):
+        root = mount_path.rstrip("/")
+        if root and (value == root or value.startswith(root + "/")):
+            return str(mounts[mount_path]) + value[len(root) :]
+    return value
+
+
+def local_environment(container: Mapping[str, Any], mounts: Mapping[str, Path]) -> dict[str, str]:
+    """The container's variables that have a value (``valueFrom`` needs the cluster), paths on its
+    volumes made local."""
+    return {
+        variable["name"]: localized(str(variable["value"]), mounts)
+        for variable in container.get("env") or []
+        if "value" in variable
+    }
+
+
+def _local_engine_arguments(engine: Mapping[str, Any], mounts: Mapping[str, Path], port: int) -> list[str]:
+    """The engine container's arguments, with paths on its volumes and its address made local."""
+    arguments = [localized(argument, mounts) for argument in engine.get("args") or []]
+    for index in range(1, len(arguments)):
+        if arguments[index - 1] == "--port":
             arguments[index] = str(port)
-        if index and arguments[index - 1] == "--host":
+        if arguments[index - 1] == "--host":
             arguments[index] = "127.0.0.1"
     return arguments
 
 
-def _local_proxy_environment(proxy: Mapping[str, Any], engine_port: int, proxy_port: int) -> dict[str, str]:
-    environment = {item["name"]: str(item["value"]) for item in proxy.get("env", []) if "value" in item}
+def _local_proxy_environment(
+    proxy: Mapping[str, Any], mounts: Mapping[str, Path], engine_port: int, proxy_port: int
+) -> dict[str, str]:
+    environment = {**local_environment(proxy, mounts), **_OFFLINE}
     environment["TOOLMODEL_UPSTREAM"] = environment["TOOLMODEL_UPSTREAM"].rsplit(":", 1)[0] + f":{engine_port}"
     environment["TOOLMODEL_HOST"] = "127.0.0.1"
     environment["TOOLMODEL_PORT"] = str(proxy_port)
     environment["TOOLMODEL_LOG_LEVEL"] = "warning"
     return environment
+
+
+def _host_only(environment: Mapping[str, str]) -> list[str]:
+    """This machine's Hugging Face settings that the container does not have: a pod's container
+    would not see them (HF_HUB_CACHE would lead both processes to this machine's cache)."""
+    return sorted(name for name in os.environ if name.startswith("HF_") and name not in environment)
+
+
+def _assignments(environment: Mapping[str, str]) -> str:
+    return " ".join(f"{name}={value}" for name, value in environment.items())
 
 
 def _indented(text: str) -> str:

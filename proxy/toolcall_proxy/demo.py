@@ -11,11 +11,14 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from . import hub
 from .dialects import get_dialect
+from .tokens import ControlMarkers, PromptTokenizer, TokenizerError
 
 __all__ = [
     "QUESTION",
@@ -24,6 +27,7 @@ __all__ = [
     "free_port",
     "get_current_weather",
     "process",
+    "prompt_tokenizer",
     "show_raw_output",
     "step",
     "wait_healthy",
@@ -81,13 +85,17 @@ def wait_healthy(url: str, child: subprocess.Popen[bytes], seconds: float = 30) 
 
 
 @contextmanager
-def process(command: list[str], environment: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process for the block's duration; ``environment`` adds to this process's own."""
+def process(
+    command: list[str], environment: Mapping[str, str] | None = None, *, unset: Collection[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process for the block's duration; ``environment`` adds to this process's own,
+    less the variables ``unset`` names."""
+    inherited = {name: value for name, value in os.environ.items() if name not in unset}
     child = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, **environment} if environment else None,
+        env={**inherited, **(environment or {})} if environment or unset else None,
     )
     try:
         yield child
@@ -99,7 +107,30 @@ def process(command: list[str], environment: Mapping[str, str] | None = None) ->
             child.kill()
 
 
-def show_raw_output(number: int, dialect_name: str, engine_port: int, served_name: str) -> None:
+def prompt_tokenizer(dialect_name: str, environment: Mapping[str, str]) -> PromptTokenizer | None:
+    """For a token-id dialect, the tokenizer a proxy with this environment loads from a directory
+    or the Hugging Face cache (``TOOLMODEL_TOKENIZER``, ``HF_HOME``); None for the others."""
+    layout = get_dialect(dialect_name).token_layout
+    source = environment.get("TOOLMODEL_TOKENIZER")
+    if layout is None or not source:
+        return None
+    if not hub.is_model_id(source):
+        return PromptTokenizer.load(source, layout)
+    cache = Path(environment["HF_HUB_CACHE"]) if environment.get("HF_HUB_CACHE") else None
+    if cache is None and environment.get("HF_HOME"):
+        cache = Path(environment["HF_HOME"]) / "hub"
+    revision = environment.get("TOOLMODEL_TOKENIZER_REVISION", "main")
+    snapshot = hub.cached_snapshot(source, layout.files, revision, cache)
+    if snapshot is None:
+        raise TokenizerError(f"no {', '.join(layout.files)} of {source} in {cache or hub.cache_dir()}")
+    return PromptTokenizer.load(snapshot, layout)
+
+
+def show_raw_output(
+    number: int, dialect_name: str, engine_port: int, served_name: str, tokenizer: PromptTokenizer | None = None
+) -> None:
+    """The model's own answer to the question with the tool, asked as the proxy asks: in the
+    dialect's template, as token ids built with ``tokenizer`` for a token-id dialect."""
     dialect = get_dialect(dialect_name)
     messages = [{"role": "user", "content": QUESTION}]
     step(number, "What the model itself writes for the question (asked directly, without the proxy):")
@@ -108,6 +139,19 @@ def show_raw_output(number: int, dialect_name: str, engine_port: int, served_nam
         rewritten = dialect.rewrite_messages(messages, [WEATHER_TOOL], None)
         body: dict[str, Any] = {"model": served_name, "messages": rewritten}
         path = "/v1/chat/completions"
+    elif dialect.prompt_form == "token_ids" and tokenizer is not None:
+        # The ids the model was trained on: control tokens as their ids, each span on its own.
+        markers = ControlMarkers()
+        parts = markers.split(dialect.render_prompt(messages, [WEATHER_TOOL], control_token=markers))
+        body = {
+            "model": served_name,
+            "prompt": tokenizer.prompt_ids(parts),
+            "max_tokens": 512,
+            "skip_special_tokens": False,
+            "stop_token_ids": list(tokenizer.stop_ids),
+            "return_token_ids": True,
+        }
+        path = "/v1/completions"
     else:
         prompt = dialect.render_prompt(messages, [WEATHER_TOOL])
         body = {"model": served_name, "prompt": prompt, "max_tokens": 512, "skip_special_tokens": False}
@@ -120,7 +164,10 @@ def show_raw_output(number: int, dialect_name: str, engine_port: int, served_nam
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.load(response)
     choice = answer["choices"][0]
-    raw = choice.get("text") if "text" in choice else choice["message"]["content"]
+    if tokenizer is not None and choice.get("token_ids") is not None:
+        raw = tokenizer.text(choice["token_ids"])  # control ids as their markers
+    else:
+        raw = choice.get("text") if "text" in choice else choice["message"]["content"]
     for line in raw.splitlines() or [""]:
         print(f"    | {line}")
 
