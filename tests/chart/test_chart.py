@@ -17,6 +17,7 @@ import sys
 import tarfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from _chart import (
 )
 
 from toolmodel_operator.crd import openapi_schema
+from toolmodel_operator.demo import local_environment, local_mounts, local_volumes, localized
 from toolmodel_operator.render import render as render_toolmodel
 
 CRD_SOURCE = ROOT / "crds" / "toolmodel.dev_toolmodels.yaml"
@@ -507,14 +509,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _served(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    environment = {**os.environ, **(env or {})}
+def _served(
+    command: list[str], port: int, env: dict[str, str] | None = None, ready: str | None = None
+) -> Iterator[None]:
+    """The command running until the block ends, once it accepts connections on ``port`` (or, with
+    ``ready``, answers that path with 200, as a Service routes only to a Ready pod). This machine's
+    Hugging Face settings are not passed on: a pod's containers have only their own."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | (env or {})
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                if ready is None:
+                    break
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1):
+                    break
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise AssertionError(f"{command} did not start: {process.communicate()[1]}")
@@ -532,15 +542,23 @@ def test_the_helm_test_script_passes_against_the_sim_example_served_as_the_opera
     """The pod's script, run here against the engine and proxy commands the operator renders for sim.yaml."""
     example = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text(encoding="utf-8"))
     manifests = {m["kind"]: m for m in render_toolmodel(example)}
-    containers = {c["name"]: c for c in manifests["Deployment"]["spec"]["template"]["spec"]["containers"]}
-    template = tmp_path / "chat-template.jinja"
-    template.write_text(manifests["ConfigMap"]["data"]["chat-template.jinja"], encoding="utf-8")
+    pod_spec = manifests["Deployment"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod_spec["containers"]}
+    # The pod's volumes as directories here: the chat template, and the model cache both share.
+    config_maps = {manifests["ConfigMap"]["metadata"]["name"]: manifests["ConfigMap"]["data"]}
+    volumes = local_volumes(pod_spec, config_maps, tmp_path)
+    engine_mounts, proxy_mounts = (
+        local_mounts(containers["engine"], volumes),
+        local_mounts(containers["proxy"], volumes),
+    )
     engine_port, proxy_port = _free_port(), _free_port()
     toolmodel = str(Path(sys.executable).parent / "toolmodel")
-    engine_args = [str(template) if a.endswith("chat-template.jinja") else a for a in containers["engine"]["args"]]
+    engine_args = [localized(argument, engine_mounts) for argument in containers["engine"]["args"]]
     engine_args[engine_args.index("--port") + 1] = str(engine_port)
     assert containers["engine"]["command"] == ["toolmodel", "sim"]
-    proxy_env = {variable["name"]: variable["value"] for variable in containers["proxy"]["env"]}
+    offline = {"HF_HUB_OFFLINE": "1"}  # nothing is downloaded: the sim engine writes its demo tokenizer
+    engine_env = local_environment(containers["engine"], engine_mounts) | offline
+    proxy_env = local_environment(containers["proxy"], proxy_mounts) | offline
     proxy_env |= {"TOOLMODEL_UPSTREAM": f"http://127.0.0.1:{engine_port}", "TOOLMODEL_PORT": str(proxy_port)}
     proxy_env["TOOLMODEL_HOST"] = "127.0.0.1"
 
@@ -548,8 +566,8 @@ def test_the_helm_test_script_passes_against_the_sim_example_served_as_the_opera
     script = container["args"][0]
     env = {**os.environ, **env_of(container), "BASE_URL": f"http://127.0.0.1:{proxy_port}/v1"}
     with (
-        _served([toolmodel, "sim", *engine_args], engine_port),
-        _served([toolmodel, *containers["proxy"]["args"]], proxy_port, proxy_env),
+        _served([toolmodel, "sim", *engine_args], engine_port, engine_env),
+        _served([toolmodel, *containers["proxy"]["args"]], proxy_port, proxy_env, ready="/health"),
     ):
         done = run([sys.executable, "-c", script], env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
