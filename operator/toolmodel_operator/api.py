@@ -191,11 +191,14 @@ class StorageSpec(_ApiModel):
     cache: ModelCache = Field(
         default_factory=lambda: ModelCache(empty_dir=EmptyDirCache()),
         description="The volume mounted at /models, where the engine downloads the model "
-        "(HF_HOME=/models). Default: an emptyDir.",
+        "(HF_HOME=/models); for a dialect the proxy prompts in token ids (chatglm3), also mounted read-only "
+        "into the proxy, which reads the model's tokenizer there. Default: an emptyDir.",
         json_schema_extra={"default": {"emptyDir": {}}},
     )
     hf_token_secret_ref: HfTokenSecretRef | None = Field(
-        default=None, description="Give the engine this Secret's key as HF_TOKEN, for gated or private models."
+        default=None,
+        description="Give the engine (and the proxy, for a token-id dialect) this Secret's key as HF_TOKEN, for "
+        "gated or private models.",
     )
 
 
