@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 import yaml
 
+from toolcall_proxy import hub
 from toolcall_proxy.demo import (
     conversation,
     free_port,
@@ -180,6 +181,7 @@ async def _run_pod(
         step(5, "Running the pod here, from the Deployment's own containers:")
         if engine.get("command") != ["toolmodel", "sim"]:
             print("    (no GPU here: the simulated engine takes the engine container's vLLM arguments)")
+            _read_the_simulated_tokenizer(proxy_environment, engine_command)
         print(f"    volumes: {', '.join(volumes)} as directories in {workdir}")
         print("    engine: toolmodel " + " ".join(engine_command[3:]) + " with " + _assignments(engine_environment))
         print("    proxy:  toolmodel proxy with " + _assignments(proxy_environment))
@@ -294,6 +296,15 @@ def _local_proxy_environment(
     environment["TOOLMODEL_PORT"] = str(proxy_port)
     environment["TOOLMODEL_LOG_LEVEL"] = "warning"
     return environment
+
+
+def _read_the_simulated_tokenizer(proxy_environment: dict[str, str], engine_command: Sequence[str]) -> None:
+    """With vLLM replaced by the simulator, the proxy reads the tokenizer the simulator publishes,
+    as the operator points it for ``engine: sim`` (it downloads nothing here)."""
+    if "TOOLMODEL_TOKENIZER" in proxy_environment and "--model" in engine_command:
+        model = engine_command[list(engine_command).index("--model") + 1]
+        home = Path(proxy_environment.get("HF_HOME") or hub.hf_home())
+        proxy_environment["TOOLMODEL_TOKENIZER"] = str(hub.simulated_tokenizer_dir(model, home))
 
 
 def _host_only(environment: Mapping[str, str]) -> list[str]:

@@ -13,10 +13,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from toolcall_proxy import hub
 from toolcall_proxy.dialects import DIALECTS, Dialect
 from toolcall_proxy.dialects.detect import detect
 
@@ -760,11 +762,16 @@ def _tokenizer_env(spec: ToolModelSpec) -> list[dict[str, Any]]:
     tokenizer from, at its revision, in the cache the engine downloads into (HF_HOME as the engine
     has it, the volume mounted read-only at the same path), waiting as long as the engine's startup
     probe lets the engine download; HF_TOKEN and the other Hugging Face settings as the engine has
-    them, for the proxy's own download."""
-    env: list[dict[str, Any]] = [{"name": "TOOLMODEL_TOKENIZER", "value": spec.tokenizer or spec.model}]
+    them, for the proxy's own download. A simulated engine publishes the tokenizer it serves with
+    in a directory of its own beside the cache, and the proxy reads that one."""
+    settings = [dict(variable) for variable in _engine_env(spec) if variable["name"] in _HF_SETTINGS]
+    source = spec.tokenizer or spec.model
+    if spec.serving.engine == "sim":
+        home = next((v.get("value") for v in settings if v["name"] == "HF_HOME"), None) or MODEL_CACHE_PATH
+        source = str(hub.simulated_tokenizer_dir(spec.model, Path(home)))
+    env: list[dict[str, Any]] = [{"name": "TOOLMODEL_TOKENIZER", "value": source}]
     if spec.revision is not None:
         # vLLM's --tokenizer-revision defaults to --revision, also for another --tokenizer.
         env.append({"name": "TOOLMODEL_TOKENIZER_REVISION", "value": spec.revision})
     env.append({"name": "TOOLMODEL_TOKENIZER_WAIT", "value": str(spec.serving.startup_timeout_seconds)})
-    env += [dict(variable) for variable in _engine_env(spec) if variable["name"] in _HF_SETTINGS]
-    return env
+    return env + settings

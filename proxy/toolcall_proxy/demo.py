@@ -13,12 +13,10 @@ import time
 import urllib.request
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from . import hub
 from .dialects import get_dialect
-from .tokens import ControlMarkers, PromptTokenizer, TokenizerError
+from .tokens import ControlMarkers, PromptTokenizer
 
 __all__ = [
     "QUESTION",
@@ -108,22 +106,13 @@ def process(
 
 
 def prompt_tokenizer(dialect_name: str, environment: Mapping[str, str]) -> PromptTokenizer | None:
-    """For a token-id dialect, the tokenizer a proxy with this environment loads from a directory
-    or the Hugging Face cache (``TOOLMODEL_TOKENIZER``, ``HF_HOME``); None for the others."""
+    """For a token-id dialect, the tokenizer a proxy with this environment has loaded (in the demo
+    always a directory: the one the simulated engine publishes); None for the other dialects."""
     layout = get_dialect(dialect_name).token_layout
     source = environment.get("TOOLMODEL_TOKENIZER")
     if layout is None or not source:
         return None
-    if not hub.is_model_id(source):
-        return PromptTokenizer.load(source, layout)
-    cache = Path(environment["HF_HUB_CACHE"]) if environment.get("HF_HUB_CACHE") else None
-    if cache is None and environment.get("HF_HOME"):
-        cache = Path(environment["HF_HOME"]) / "hub"
-    revision = environment.get("TOOLMODEL_TOKENIZER_REVISION", "main")
-    snapshot = hub.cached_snapshot(source, layout.files, revision, cache)
-    if snapshot is None:
-        raise TokenizerError(f"no {', '.join(layout.files)} of {source} in {cache or hub.cache_dir()}")
-    return PromptTokenizer.load(snapshot, layout)
+    return PromptTokenizer.load(source, layout)
 
 
 def show_raw_output(

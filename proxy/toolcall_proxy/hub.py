@@ -16,7 +16,17 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["HubError", "cache_dir", "cached_snapshot", "download", "is_model_id", "offline", "write_snapshot"]
+__all__ = [
+    "HubError",
+    "cache_dir",
+    "cached_snapshot",
+    "download",
+    "hf_home",
+    "is_model_id",
+    "offline",
+    "simulated_tokenizer_dir",
+    "write_snapshot",
+]
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}\Z")
 _REVISION = re.compile(r"[\w.-]{1,96}\Z")
@@ -37,13 +47,23 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+def hf_home() -> Path:
+    """``$HF_HOME``, or ``~/.cache/huggingface``."""
+    return Path(os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+
+
 def cache_dir() -> Path:
-    """The hub cache vLLM and ``huggingface_hub`` use: ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, or
-    ``~/.cache/huggingface/hub``."""
+    """The hub cache vLLM and ``huggingface_hub`` use: ``$HF_HUB_CACHE``, or ``$HF_HOME/hub``."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
+    return hf_home() / "hub"
+
+
+def simulated_tokenizer_dir(model: str, home: Path | None = None) -> Path:
+    """Where the simulated engine publishes the tokenizer it serves ``model`` with, for the proxy
+    beside it: beside the hub cache, never in it, so that no tokenizer but the model's own is ever
+    cached under the model's name."""
+    return (home or hf_home()) / "toolmodel-sim" / model.strip("/").replace("/", "--")
 
 
 def _repo_dir(cache: Path, model_id: str) -> Path:

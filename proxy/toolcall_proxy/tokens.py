@@ -80,9 +80,12 @@ class ControlMarkers:
 class PromptTokenizer:
     """Raw sentencepiece plus the layout's control ids: prompts in, output text out."""
 
-    def __init__(self, model: sentencepiece.SentencePieceProcessor, layout: TokenLayout, source: str) -> None:
+    def __init__(
+        self, model: sentencepiece.SentencePieceProcessor, layout: TokenLayout, source: str, *, demo: bool = False
+    ) -> None:
         self.layout = layout
         self.source = source  # where the files came from, for messages
+        self.demo = demo  # train_demo_tokenizer's, not a model's
         self._sp = model
         base = model.vocab_size()
         self.control_ids = {token: base + index for index, token in enumerate(layout.control_tokens)}
@@ -104,8 +107,9 @@ class PromptTokenizer:
         if missing:
             raise TokenizerError(f"{folder} has no {', '.join(missing)}")
         config = folder / "tokenizer_config.json"
-        if config.is_file():
-            declared = _json(config).get("tokenizer_class")
+        settings = _json(config) if config.is_file() else {}
+        if settings:
+            declared = settings.get("tokenizer_class")
             if declared and declared != layout.tokenizer_class:
                 raise TokenizerError(
                     f"{config} names tokenizer {declared!r}, not {layout.tokenizer_class!r}: "
@@ -115,11 +119,11 @@ class PromptTokenizer:
             model = sentencepiece.SentencePieceProcessor(model_file=str(folder / layout.files[0]))
         except (OSError, RuntimeError) as error:
             raise TokenizerError(f"{folder / layout.files[0]} is not a sentencepiece model: {error}") from None
-        tokenizer = cls(model, layout, str(folder))
+        tokenizer = cls(model, layout, str(folder), demo=bool(settings.get(_DEMO_MARK)))
         model_config = folder / "config.json"
         if model_config.is_file():
-            settings = _json(model_config)
-            size = settings.get("padded_vocab_size") or settings.get("vocab_size")
+            model_settings = _json(model_config)
+            size = model_settings.get("padded_vocab_size") or model_settings.get("vocab_size")
             if isinstance(size, int) and max(tokenizer.control_tokens) >= size:
                 raise TokenizerError(
                     f"{folder}: the control ids reach {max(tokenizer.control_tokens)}, past the model's "
@@ -274,6 +278,9 @@ _DEMO_TEXT = (
 )
 
 
+_DEMO_MARK = "toolmodel_demo_tokenizer"  # in its tokenizer_config.json
+
+
 def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_size: int = 800) -> Path:
     """Writes a small sentencepiece tokenizer with ``layout``'s control-id layout into ``directory``
     (``tokenizer.model``, ``tokenizer_config.json``), for runs that have no real one to download.
@@ -309,6 +316,6 @@ def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_si
         minloglevel=2,
     )
     (folder / layout.files[0]).write_bytes(model.getvalue())
-    config = {"tokenizer_class": layout.tokenizer_class, "toolmodel_demo_tokenizer": True}
+    config = {"tokenizer_class": layout.tokenizer_class, _DEMO_MARK: True}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder

@@ -10,7 +10,6 @@ import pytest
 import yaml
 from _toolmodels import container, pod_spec, tool_model
 
-from toolcall_proxy import hub
 from toolcall_proxy.demo import process, prompt_tokenizer
 from toolcall_proxy.dialects import DIALECTS
 from toolcall_proxy.tokens import train_demo_tokenizer
@@ -50,7 +49,8 @@ def test_the_demo_runs_apply_to_tool_calls_and_prints_each_step(capsys):
     (engine_home,) = re.findall(r"engine: toolmodel sim .* with .*HF_HOME=(\S+)", out)
     (proxy_home,) = re.findall(r"proxy: +toolmodel proxy with .*HF_HOME=(\S+)", out)
     assert engine_home == proxy_home and engine_home.endswith("/model-cache")
-    assert "TOOLMODEL_TOKENIZER=THUDM/chatglm3-6b" in out
+    # the tokenizer the simulated engine serves with, published beside the cache for the proxy
+    assert f"TOOLMODEL_TOKENIZER={engine_home}/toolmodel-sim/THUDM--chatglm3-6b" in out
     assert "tool_call(location='San Francisco')" in out  # the model's own words, asked in ids
     assert "PHASE=Ready" in out
     for city in ("San Francisco", "Tokyo", "Paris"):
@@ -114,7 +114,7 @@ def test_the_processes_get_the_containers_own_environment_with_the_cache_here(tm
         "TOOLMODEL_HOST": "127.0.0.1",
         "TOOLMODEL_PORT": "5678",
         "TOOLMODEL_MODE": "proxy",
-        "TOOLMODEL_TOKENIZER": "THUDM/chatglm3-6b",
+        "TOOLMODEL_TOKENIZER": f"{cache}/toolmodel-sim/THUDM--chatglm3-6b",  # what the simulator publishes
         "TOOLMODEL_TOKENIZER_WAIT": "1800",
         "HF_HOME": cache,
         "HF_HUB_OFFLINE": "1",  # the demo downloads nothing
@@ -154,15 +154,12 @@ def test_this_machine_s_hugging_face_settings_stay_out_of_the_pod(monkeypatch, t
 # -- the model's raw output, asked in ids -----------------------------------------------------------
 
 
-def test_the_demo_finds_the_tokenizer_the_proxy_loads(tmp_path):
+def test_the_demo_asks_in_ids_with_the_tokenizer_the_proxy_loads(tmp_path):
     layout = DIALECTS["chatglm3"].token_layout
     assert layout is not None
     source = train_demo_tokenizer(tmp_path / "trained", layout)
-    hub.write_snapshot("THUDM/chatglm3-6b", source, layout.files, cache=tmp_path / "home" / "hub")
-    environment = {"TOOLMODEL_TOKENIZER": "THUDM/chatglm3-6b", "HF_HOME": str(tmp_path / "home")}
-    tokenizer = prompt_tokenizer("chatglm3", environment)
-    assert tokenizer is not None and tokenizer.stop_ids
-    assert prompt_tokenizer("chatglm3", {"TOOLMODEL_TOKENIZER": str(source)}) is not None
-    assert prompt_tokenizer("hermes", environment) is None
-    with pytest.raises(ValueError, match=re.escape("tokenizer.model of THUDM/chatglm3-6b")):
-        prompt_tokenizer("chatglm3", {**environment, "HF_HOME": str(tmp_path / "empty")})
+    tokenizer = prompt_tokenizer("chatglm3", {"TOOLMODEL_TOKENIZER": str(source)})
+    assert tokenizer is not None and tokenizer.demo and tokenizer.stop_ids
+    assert prompt_tokenizer("hermes", {"TOOLMODEL_TOKENIZER": str(source)}) is None
+    with pytest.raises(ValueError, match=r"has no tokenizer\.model"):
+        prompt_tokenizer("chatglm3", {"TOOLMODEL_TOKENIZER": str(tmp_path / "empty")})

@@ -709,8 +709,11 @@ def test_a_token_id_proxy_reads_the_engine_s_model_cache_read_only(engine):
         {"name": "model-cache", "mountPath": "/models", "readOnly": True},
     ]
     assert {"name": "model-cache", "mountPath": "/models"} in container(manifests, "engine")["volumeMounts"]
+    # vLLM downloads the model's tokenizer into the cache; the simulator publishes the one it
+    # serves with beside it (never under the model's name)
+    tokenizer = "THUDM/chatglm3-6b" if engine == "vllm" else "/models/toolmodel-sim/THUDM--chatglm3-6b"
     assert proxy["env"][5:] == [
-        {"name": "TOOLMODEL_TOKENIZER", "value": "THUDM/chatglm3-6b"},
+        {"name": "TOOLMODEL_TOKENIZER", "value": tokenizer},
         {"name": "TOOLMODEL_TOKENIZER_WAIT", "value": "1800"},
         {"name": "HF_HOME", "value": "/models"},
     ]

@@ -97,11 +97,12 @@ LAYOUT = get_dialect("chatglm3").token_layout
 assert LAYOUT is not None
 
 
-async def load(source: str, **options: Any) -> tuple[TokenizerLoader, list[str]]:
+async def load(source: str, *, waits: bool = False, **options: Any) -> tuple[TokenizerLoader, list[str]]:
+    """A started loader, once it has loaded or failed (or, when it ``waits``, has had a look)."""
     failures: list[str] = []
     loader = TokenizerLoader(LAYOUT, source, on_failure=failures.append, **options)
     loader.start()
-    for _ in range(500):
+    for _ in range(30 if waits else 500):
         if loader.tokenizer is not None or failures:
             break
         await asyncio.sleep(0.01)
@@ -142,9 +143,13 @@ async def test_a_model_id_is_found_in_the_cache_the_engine_downloads_into(
 ):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no download
-    loader, failures = await load("THUDM/chatglm3-6b", download_dir=tmp_path / "own")
+    loader, failures = await load("THUDM/chatglm3-6b", waits=True, download_dir=tmp_path / "own")
     assert loader.tokenizer is None and not failures
     assert "waiting for tokenizer.model of THUDM/chatglm3-6b" in loader.state
+    for _ in range(300):
+        if "the download failed" in loader.state:
+            break
+        await asyncio.sleep(0.01)
     assert "the download failed" in loader.state
     # the engine finishes its download
     hub.write_snapshot("THUDM/chatglm3-6b", chatglm3_tokenizer_dir, ["tokenizer.model", "tokenizer_config.json"])
@@ -215,9 +220,24 @@ async def test_offline_the_proxy_only_watches_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    loader, failures = await load("THUDM/chatglm3-6b", download_dir=tmp_path / "own")
+    loader, failures = await load("THUDM/chatglm3-6b", waits=True, download_dir=tmp_path / "own")
     await asyncio.sleep(0.6)
     assert not failures and "waiting for tokenizer.model" in loader.state
     assert "download" not in loader.state.split("(the engine downloads it)")[1]
     assert not (tmp_path / "own").exists()
+    await loader.close()
+
+
+async def test_a_directory_is_waited_for_until_the_simulated_engine_writes_it(tmp_path, chatglm3_tokenizer_dir):
+    folder = tmp_path / "toolmodel-sim" / "THUDM--chatglm3-6b"
+    loader, failures = await load(str(folder), waits=True)
+    assert loader.tokenizer is None and not failures
+    assert loader.state == f"waiting for tokenizer.model in {folder} (the simulated engine writes it there at start)"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.model").write_bytes((chatglm3_tokenizer_dir / "tokenizer.model").read_bytes())
+    for _ in range(300):
+        if loader.tokenizer is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert loader.tokenizer is not None
     await loader.close()

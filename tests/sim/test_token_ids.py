@@ -291,24 +291,27 @@ async def test_prompt_ids_are_checked_and_counted(sim: Sim, chatglm3_2024):
 # -- where the tokenizer comes from ---------------------------------------------------------------
 
 
-def test_without_a_tokenizer_the_demo_one_is_written_into_the_cache_under_the_model(
-    hugging_face_cache: Path, caplog: pytest.LogCaptureFixture
+def test_without_a_tokenizer_the_demo_one_is_published_beside_the_cache_never_in_it(
+    hugging_face_cache: Path, chatglm3_2024: Path, caplog: pytest.LogCaptureFixture
 ):
     with caplog.at_level(logging.INFO, logger="toolcall_proxy.sim"):
-        config = SimConfig.from_args(parse_args([MODEL, "--dialect", "chatglm3"]))
-    # where the proxy beside the engine looks for it
-    snapshot = hub.cached_snapshot(MODEL, ["tokenizer.model", "tokenizer_config.json"])
-    assert snapshot is not None and config.tokenizer == snapshot
-    assert snapshot.is_relative_to(hugging_face_cache)
-    assert any(str(snapshot) in record.getMessage() for record in caplog.records)
-    # a real tokenizer in the cache is the model's own: it is used, not overwritten
+        SimConfig.from_args(parse_args([MODEL, "--dialect", "chatglm3"]))
+    # where the proxy beside a simulated engine reads it (the operator points it there) ...
+    published = hub.simulated_tokenizer_dir(MODEL)
+    assert (published / "tokenizer.model").is_file() and published.is_relative_to(hugging_face_cache.parent)
+    assert any(str(published) in record.getMessage() for record in caplog.records)
+    # ... and nothing under the model's name in the hub cache, where vLLM or a proxy would take it
+    # for the model's own tokenizer
+    assert hub.cached_snapshot(MODEL, ["tokenizer.model"]) is None
+    # a real tokenizer in the cache is the model's own: it is served, and published in its place
+    snapshot = hub.write_snapshot(MODEL, chatglm3_2024, ["tokenizer.model", "tokenizer_config.json"])
     assert SimConfig.from_args(parse_args([MODEL, "--dialect", "chatglm3"])).tokenizer == snapshot
+    assert (published / "tokenizer.model").read_bytes() == (chatglm3_2024 / "tokenizer.model").read_bytes()
 
 
 async def test_the_demo_tokenizer_has_chatglm3s_control_ids_after_its_vocabulary(sim: Sim, hugging_face_cache):
     async with sim(MODEL, "--dialect", "chatglm3") as url:
-        demo = hub.cached_snapshot(MODEL, ["tokenizer.model"])
-        assert demo is not None
+        demo = hub.simulated_tokenizer_dir(MODEL)
         sp = sentencepiece_of(demo)
         base = sp.vocab_size()
         gmask, sop, user, assistant, observation = base + 1, base + 3, base + 6, base + 7, base + 8

@@ -72,6 +72,12 @@ class TokenizerLoader:
             return
         self.state = "loaded"
         log.info("tokenizer loaded from %s", self.tokenizer.source)
+        if self.tokenizer.demo:
+            log.warning(
+                "%s holds the simulated engine's demo tokenizer, not a model's: right for `toolmodel sim`, "
+                "wrong for any real model",
+                self.tokenizer.source,
+            )
 
     async def _find(self) -> PromptTokenizer:
         source, files = self.source, self.layout.files
@@ -80,8 +86,7 @@ class TokenizerLoader:
                 "this dialect sends the model token ids: give the model's tokenizer with --tokenizer "
                 "(a directory, or the Hugging Face model id) or TOOLMODEL_TOKENIZER"
             )
-        if not hub.is_model_id(source):
-            return await asyncio.to_thread(PromptTokenizer.load, source, self.layout)
+        model_id = hub.is_model_id(source)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
         downloading: asyncio.Future[Path] | None = None
@@ -89,11 +94,11 @@ class TokenizerLoader:
         download_problem = ""
         try:
             while True:
-                snapshot = hub.cached_snapshot(source, files, self.revision)
-                if snapshot is not None:
-                    return await asyncio.to_thread(PromptTokenizer.load, snapshot, self.layout)
+                found = self._found(source, model_id)
+                if found is not None:
+                    return await asyncio.to_thread(PromptTokenizer.load, found, self.layout)
                 # The download runs beside the watch on the cache: whichever has the files first.
-                if downloading is None and loop.time() >= next_download and not hub.offline():
+                if model_id and downloading is None and loop.time() >= next_download and not hub.offline():
                     downloading = asyncio.ensure_future(
                         asyncio.to_thread(
                             hub.download, source, files, _OPTIONAL_FILES, self._download_dir, revision=self.revision
@@ -108,16 +113,23 @@ class TokenizerLoader:
                         downloading = None
                     else:
                         return await asyncio.to_thread(PromptTokenizer.load, folder, self.layout)
-                self.state = (
-                    f"waiting for {', '.join(files)} of {source} in {hub.cache_dir()} (the engine downloads it)"
-                    f"{download_problem}"
-                )
+                if model_id:
+                    where = f"of {source} in {hub.cache_dir()} (the engine downloads it){download_problem}"
+                else:
+                    where = f"in {source} (the simulated engine writes it there at start)"
+                self.state = f"waiting for {', '.join(files)} {where}"
                 if loop.time() >= deadline:
                     raise TokenizerError(f"{self.state}; gave up after {self.wait:g} s (--tokenizer-wait)")
                 await asyncio.sleep(_POLL_SECONDS)
         finally:
             if downloading is not None:
                 downloading.cancel()  # its thread ends by itself; what it fetched is unused
+
+    def _found(self, source: str, model_id: bool) -> Path | None:
+        if model_id:
+            return hub.cached_snapshot(source, self.layout.files, self.revision)
+        folder = Path(source)
+        return folder if all((folder / name).is_file() for name in self.layout.files) else None
 
 
 def _write_termination_message(message: str) -> None:

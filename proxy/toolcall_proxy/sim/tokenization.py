@@ -31,6 +31,7 @@ import functools
 import json
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,15 +43,14 @@ from ..tokens import PromptTokenizer, TokenizerError, TokenLayout, train_demo_to
 from .engine import Decoded
 
 __all__ = [
-    "DEMO_FILES",
     "Detokenizer",
     "OutputRules",
     "VllmTokenizer",
     "control_ids",
     "demo_tokenizer",
     "find_tokenizer",
-    "install_demo_tokenizer",
     "locate_tokenizer",
+    "publish_tokenizer",
 ]
 
 log = logging.getLogger("toolcall_proxy.sim")
@@ -58,7 +58,6 @@ log = logging.getLogger("toolcall_proxy.sim")
 INCREMENTAL_OFFSET = 5  # vLLM's INITIAL_INCREMENTAL_DETOKENIZATION_OFFSET
 # transformers' SPECIAL_TOKENS_ATTRIBUTES, in the order it registers them
 _SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-DEMO_FILES = ("tokenizer.model", "tokenizer_config.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,31 +324,23 @@ def demo_tokenizer(layout: TokenLayout) -> Path:
     return train_demo_tokenizer(tempfile.mkdtemp(prefix="toolmodel-demo-tokenizer-"), layout)
 
 
-def install_demo_tokenizer(model: str, layout: TokenLayout, revision: str = "main") -> Path:
-    """Writes the demo tokenizer into the Hugging Face cache as ``model``'s snapshot, where vLLM's
-    download would have put the model's files and the proxy beside the engine looks for them.
-
-    A cache that already holds ``model``'s configuration (a real download without the tokenizer
-    files) is left alone, the demo files staying in a temporary directory, as when ``model`` is a
-    path rather than a model id.
-    """
-    source = demo_tokenizer(layout)
-    if not hub.is_model_id(model):
-        return source
-    if any(hub.cached_snapshot(model, (name,), revision) for name in ("config.json", "tokenizer_config.json")):
-        log.warning(
-            "the Hugging Face cache %s has %s but not its %s: the demo tokenizer is not written there",
-            hub.cache_dir(),
-            model,
-            ", ".join(layout.files),
-        )
-        return source
-    return hub.write_snapshot(model, source, DEMO_FILES, revision)
+def publish_tokenizer(model: str, source: Path, layout: TokenLayout) -> Path:
+    """Copies the tokenizer the engine serves ``model`` with to ``hub.simulated_tokenizer_dir``,
+    where the proxy beside a simulated engine reads it (the operator points it there), as it reads
+    vLLM's download beside a real one."""
+    target = hub.simulated_tokenizer_dir(model)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (*layout.files, "tokenizer_config.json", "config.json"):
+        if (source / name).is_file():
+            partial = target / (name + ".partial")
+            shutil.copyfile(source / name, partial)
+            partial.replace(target / name)
+    return target
 
 
 def locate_tokenizer(tokenizer: str | None, model: str, layout: TokenLayout, revision: str = "main") -> Path:
     """The directory of the engine's tokenizer: ``--tokenizer`` (a directory or a cached model id),
-    else ``--model``'s files, else the demo tokenizer written into the cache under ``model``."""
+    else ``--model``'s files, else the demo tokenizer; published for the proxy either way."""
     if tokenizer:
         found = find_tokenizer(tokenizer, layout, revision)
         if found is None:
@@ -357,15 +348,15 @@ def locate_tokenizer(tokenizer: str | None, model: str, layout: TokenLayout, rev
                 f"--tokenizer {tokenizer}: neither a directory with {', '.join(layout.files)} nor a model "
                 f"in the Hugging Face cache {hub.cache_dir()} (the simulator downloads nothing)"
             )
-        return found
-    found = find_tokenizer(model, layout, revision)
-    if found is not None:
-        return found
-    folder = install_demo_tokenizer(model, layout, revision)
-    log.info(
-        "no tokenizer of %s here: the demo tokenizer (%s's control ids after a small vocabulary) is in %s",
-        model,
-        layout.tokenizer_class,
-        folder,
-    )
-    return folder
+    else:
+        found = find_tokenizer(model, layout, revision)
+    if found is None:
+        found = demo_tokenizer(layout)
+        log.info(
+            "no tokenizer of %s here: serving it with the demo tokenizer (%s's control ids after a small vocabulary)",
+            model,
+            layout.tokenizer_class,
+        )
+    published = publish_tokenizer(model, found, layout)
+    log.info("the tokenizer for the proxy is in %s", published)
+    return found
