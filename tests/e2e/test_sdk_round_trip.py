@@ -2,15 +2,21 @@
 
 For every dialect, streaming and not: the seed question gets three get_current_weather calls
 (all at once for families with parallel calls, one per round for ChatGLM3 and Llama 3), the
-results go back as tool messages, and the model answers with text.
+results go back as tool messages, and the model answers with text. ChatGLM3 runs on its real
+tokenizer at both ends: the engine works on ids as vLLM does, so a prompt it was not trained on
+leaves the model confused and a call not stopped on its id runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +26,8 @@ from openai import AsyncOpenAI, BadRequestError
 from toolcall_proxy.demo import QUESTION, WEATHER_TOOL, get_current_weather
 from toolcall_proxy.dialects import DIALECTS, get_dialect
 from toolcall_proxy.server import ProxyApp, ProxySettings
+from toolcall_proxy.server import app as proxy_app
+from toolcall_proxy.sim import engine as sim_engine
 from toolcall_proxy.sim.server import SimApp, SimConfig
 
 CITIES = ["San Francisco", "Tokyo", "Paris"]
@@ -40,9 +48,20 @@ async def _serve(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, asyncio
     return server, task
 
 
-async def running_stack(dialect: str, *, reject_tools: bool = False) -> AsyncIterator[tuple[AsyncOpenAI, str]]:
+@pytest.fixture
+def running_stack(chatglm3_tokenizer_dir: Path) -> Any:
+    """``async for client, engine_url in running_stack(dialect):``, a token-id dialect on the real
+    ChatGLM3 tokenizer at both ends."""
+    return functools.partial(_running_stack, tokenizer=chatglm3_tokenizer_dir)
+
+
+async def _running_stack(
+    dialect: str, *, tokenizer: Path | None, reject_tools: bool = False
+) -> AsyncIterator[tuple[AsyncOpenAI, str]]:
     """An SDK client pointed at the proxy, and the engine's own URL."""
     engine_socket = _socket()
+    if get_dialect(dialect).token_layout is None:
+        tokenizer = None
     sim = SimApp(
         SimConfig(
             model="demo/model",
@@ -50,12 +69,20 @@ async def running_stack(dialect: str, *, reject_tools: bool = False) -> AsyncIte
             dialect=dialect,
             served_model_names=("demo",),
             reject_tools=reject_tools,
+            tokenizer=tokenizer,
         )
     )
     engine_url = f"http://127.0.0.1:{engine_socket.getsockname()[1]}"
     engine, engine_task = await _serve(sim, engine_socket)
-    proxy = ProxyApp(ProxySettings(host="127.0.0.1", upstream=engine_url, dialect=dialect))
+    proxy = ProxyApp(
+        ProxySettings(
+            host="127.0.0.1", upstream=engine_url, dialect=dialect, tokenizer=str(tokenizer) if tokenizer else None
+        )
+    )
     await proxy.start(port=0)
+    while proxy.tokenizer_loader is not None and proxy.tokenizer_loader.tokenizer is None:
+        assert not proxy.failure or not proxy.failure.done(), proxy.failure.result()
+        await asyncio.sleep(0.01)
     client = AsyncOpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0)
     try:
         yield client, engine_url
@@ -116,7 +143,7 @@ async def _conversation(client: AsyncOpenAI, stream: bool) -> tuple[list[list[di
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
-async def test_the_seed_question_gets_three_weather_calls_then_an_answer(dialect, stream):
+async def test_the_seed_question_gets_three_weather_calls_then_an_answer(dialect, stream, running_stack):
     async for client, _ in running_stack(dialect):
         rounds, answer = await _conversation(client, stream)
     calls = [call for calls in rounds for call in calls]
@@ -133,7 +160,7 @@ async def test_the_seed_question_gets_three_weather_calls_then_an_answer(dialect
     assert all(city in answer for city in CITIES)
 
 
-async def test_an_engine_that_rejects_tools_like_vllm_0_4_still_gets_tool_calling():
+async def test_an_engine_that_rejects_tools_like_vllm_0_4_still_gets_tool_calling(running_stack):
     async for client, engine_url in running_stack("chatglm3", reject_tools=True):
         async with AsyncOpenAI(base_url=engine_url + "/v1", api_key="unused", max_retries=0) as direct:
             with pytest.raises(BadRequestError):  # the engine itself refuses `tools` ...
@@ -145,7 +172,7 @@ async def test_an_engine_that_rejects_tools_like_vllm_0_4_still_gets_tool_callin
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
-async def test_a_named_tool_choice_is_obeyed_even_for_an_unrelated_question(dialect):
+async def test_a_named_tool_choice_is_obeyed_even_for_an_unrelated_question(dialect, running_stack):
     async for client, _ in running_stack(dialect):
         answer = await client.chat.completions.create(
             model="demo",
@@ -158,7 +185,7 @@ async def test_a_named_tool_choice_is_obeyed_even_for_an_unrelated_question(dial
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
-async def test_required_with_a_single_tool_forces_that_tool(dialect):
+async def test_required_with_a_single_tool_forces_that_tool(dialect, running_stack):
     async for client, _ in running_stack(dialect):
         answer = await client.chat.completions.create(
             model="demo",
@@ -167,3 +194,37 @@ async def test_required_with_a_single_tool_forces_that_tool(dialect):
             tool_choice="required",
         )
     assert answer.choices[0].message.tool_calls[0].function.name == "get_current_weather"
+
+
+# -- ChatGLM3 on ids -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_chatglm3_stops_at_its_observation_id_after_each_call(stream, monkeypatch, running_stack):
+    stops: list[Any] = []
+    record = SimApp._record
+
+    def recording(self: SimApp, prompt_tokens: int, decoded: sim_engine.Decoded) -> None:
+        stops.append(decoded.stop_reason)
+        record(self, prompt_tokens, decoded)
+
+    monkeypatch.setattr(SimApp, "_record", recording)
+    async for client, _ in running_stack("chatglm3"):
+        rounds, answer = await _conversation(client, stream)
+    assert [json.loads(calls[0]["arguments"])["location"] for calls in rounds] == CITIES
+    assert all(city in answer for city in CITIES)
+    observation, user = 64797, 64795  # after a call it waits for the result; after its answer, for the user
+    assert stops == [observation, observation, observation, user]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_chatglm3_prompted_as_text_as_before_gets_no_call(stream, monkeypatch, caplog, running_stack):
+    # The proxy as it was: ChatGLM3's template rendered as text for vLLM to tokenize.
+    as_text = dataclasses.replace(get_dialect("chatglm3"), prompt_form="text", token_layout=None)
+    monkeypatch.setattr(proxy_app, "get_dialect", lambda name: as_text)
+    with caplog.at_level(logging.WARNING):
+        async for client, _ in running_stack("chatglm3"):
+            rounds, _answer = await _conversation(client, stream)
+    assert rounds == []  # the seed question got no call at all
+    confused = [r.getMessage() for r in caplog.records if "not trained on" in r.getMessage()]
+    assert confused and "[gMASK] sop" in confused[0]

@@ -35,20 +35,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-
-
-@pytest.fixture(scope="session")
-def chatglm3_tokenizer_dir() -> Path:
-    """The real ChatGLM3-6B tokenizer, from the shared files beside the repository. Missing files
-    fail the tests that need them: a run without them has not checked what they check."""
-    folder = SHARED / "tokenizers" / "chatglm3-6b"
-    assert (folder / "tokenizer.model").is_file(), (
-        f"{folder}/tokenizer.model is missing: clone shared/ beside the repository"
-    )
-    return folder
-
-
 @pytest.fixture
 def chatglm3_stack(stack_with: Callable[..., Any], chatglm3_tokenizer_dir: Path) -> Callable[..., Any]:
     """``async with chatglm3_stack() as s:``: the proxy for ChatGLM3 with the real tokenizer loaded."""

@@ -77,23 +77,16 @@ def hugging_face_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "hf" / "hub"
 
 
-# The real tokenizer files, beside the repository (shared/tokenizers/README.md). Tests that need
-# them fail without them: a run that skipped them would not have checked what they check.
-SHARED_TOKENIZERS = Path(__file__).resolve().parents[2] / ".." / "shared" / "tokenizers"
-
-
 @pytest.fixture(scope="session")
-def chatglm3_2024() -> Path:
+def chatglm3_2024(chatglm3_tokenizer_dir: Path) -> Path:
     """ChatGLM3-6B's tokenizer with the 2024 tokenizer_config.json (added tokens registered)."""
-    folder = SHARED_TOKENIZERS / "chatglm3-6b"
-    assert (folder / "tokenizer.model").is_file(), f"{folder}/tokenizer.model is missing: clone shared/ beside the repo"
-    return folder
+    return chatglm3_tokenizer_dir
 
 
 @pytest.fixture(scope="session")
 def chatglm3_2023(chatglm3_2024: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tokenizer.model with the 2023-12 tokenizer_config.json (no added tokens)."""
-    config = SHARED_TOKENIZERS / "chatglm3-6b-2023-12" / "tokenizer_config.json"
+    config = chatglm3_2024.parent / "chatglm3-6b-2023-12" / "tokenizer_config.json"
     assert config.is_file(), f"{config} is missing: clone shared/ beside the repo"
     folder = tmp_path_factory.mktemp("chatglm3-6b-2023-12")
     shutil.copy(chatglm3_2024 / "tokenizer.model", folder)
