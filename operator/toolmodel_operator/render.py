@@ -282,6 +282,26 @@ def _check_engine_args(spec: ToolModelSpec) -> None:
         raise InvalidSpec(f"spec.engineArgs[{index}]", f"engineArgs may not contain {flag}: {fix}")
 
 
+def _check_tokenizer_mode(spec: ToolModelSpec, dialect: Dialect) -> None:
+    """A proxy that sends text needs vLLM's Hugging Face tokenizer: mistral-common's (``--tokenizer-mode
+    mistral``) encodes a text prompt's control tokens as plain text."""
+    if spec.tool_calling.mode != "proxy" or dialect.prompt_form == "token_ids":
+        return
+    arguments = list(spec.engine_args)
+    for index, argument in enumerate(arguments):
+        flag, _, value = argument.partition("=")
+        if flag != "--tokenizer-mode":
+            continue
+        value = value or (arguments[index + 1] if index + 1 < len(arguments) else "")
+        if value == "mistral":
+            raise InvalidSpec(
+                f"spec.engineArgs[{index}]",
+                "--tokenizer-mode mistral spells out the control tokens of the text prompt the proxy sends "
+                f"for dialect {dialect.name!r}: leave it out (vLLM's default, auto, uses the Hugging Face "
+                "tokenizer), or use toolCalling.mode native",
+            )
+
+
 # -- the resolved spec ---------------------------------------------------------------------------
 
 
@@ -358,6 +378,7 @@ def resolved(obj: Mapping[str, Any]) -> ResolvedSpec:
     template = _chat_template(tool_model.metadata.name, spec, dialect)
     _check_native_mode(spec, dialect)
     _check_engine_args(spec)
+    _check_tokenizer_mode(spec, dialect)
     return ResolvedSpec(tool_model, dialect, template, dialect_reason)
 
 

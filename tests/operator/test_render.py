@@ -400,6 +400,17 @@ def test_the_engine_runs_vllm_s_openai_server_module_in_the_pinned_image():
     assert container(custom, "engine")["image"] == "registry.local/vllm:v0.10.2"
 
 
+@pytest.mark.parametrize("arguments", [["--tokenizer-mode", "mistral"], ["--tokenizer-mode=mistral"]])
+def test_a_proxied_text_prompt_may_not_meet_mistrals_own_tokenizer(arguments):
+    mistral = {"model": "mistralai/Mistral-7B-Instruct-v0.3", "toolCalling": {"dialect": "mistral"}}
+    error = invalid({**mistral, "engineArgs": ["--enable-prefix-caching", *arguments]})
+    assert error.field == "spec.engineArgs[1]"
+    assert "spells out the control tokens" in error.message and "leave it out" in error.message
+    # native mode: vLLM's own mistral parser reads what its own tokenizer wrote
+    native = {**mistral, "toolCalling": {"dialect": "mistral", "mode": "native"}, "engineArgs": arguments}
+    assert render(tool_model(native))
+
+
 @pytest.mark.parametrize(
     ("argument", "field"),
     [

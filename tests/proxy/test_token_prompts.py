@@ -13,26 +13,14 @@ import pytest
 import sentencepiece
 from aiohttp import ClientSession
 
+from toolcall_proxy.demo import QUESTION, WEATHER_TOOL
+
 GMASK, SOP = 64790, 64792
 ROLE_IDS = {"system": 64794, "user": 64795, "assistant": 64796, "observation": 64797}
 EOS = 2
 TOOLS_PREAMBLE = "Answer the following questions as best as you can. You have access to the following tools:"
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_current_weather",
-        "description": "Get the current weather in a given location",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string", "description": "The city, e.g. San Francisco"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 SEARCH = {
     "type": "function",
     "function": {"name": "search", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
@@ -72,8 +60,8 @@ def openai_call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
 # (OpenAI request, the same conversation as the official code's history, its tools)
 CONVERSATIONS: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = {
     "seed question with a tool": (
-        {"messages": [{"role": "user", "content": "What's the weather like in San Francisco, Tokyo, and Paris?"}]},
-        [{"role": "user", "content": "What's the weather like in San Francisco, Tokyo, and Paris?"}],
+        {"messages": [{"role": "user", "content": QUESTION}]},
+        [{"role": "user", "content": QUESTION}],
         [WEATHER],
     ),
     "several rounds of calls and results": (

@@ -7,8 +7,8 @@ its tool-call parsing) and ``/metrics``. ``--reject-tools`` turns it into a vLLM
 ``tools`` on the chat endpoint. Plain ASGI served by uvicorn: no framework on the request path.
 
 For a token-layout family (ChatGLM3) the server works on ids as vLLM does, with the tokenizer of
-``--tokenizer`` (a directory or a cached model id), else ``--model``'s, else a demo tokenizer it
-writes into the Hugging Face cache under ``--model`` for the proxy to find: text prompts are
+``--tokenizer`` (a directory or a cached model id), else ``--model``'s, else a demo tokenizer, and
+publishes it for the proxy beside it (``hub.simulated_tokenizer_dir``): text prompts are
 tokenized, id prompts taken as given, ``stop_token_ids``, ``ignore_eos``,
 ``spaces_between_special_tokens`` and ``return_token_ids`` are honoured.
 """
@@ -227,7 +227,7 @@ def build_parser(prog: str = "toolmodel sim") -> argparse.ArgumentParser:
         "--tokenizer",
         metavar="DIR_OR_ID",
         help="the tokenizer's files, a directory or a model id in the Hugging Face cache (default: --model's; "
-        "for a token-id family without one, a demo tokenizer written into the cache under --model)",
+        "for a token-id family without one, a demo tokenizer); published in $HF_HOME/toolmodel-sim for the proxy",
     )
     model.add_argument("--tokenizer-revision", metavar="REVISION")
     model.add_argument("--revision")
@@ -366,8 +366,8 @@ class SimConfig:
 
 
 def _tokenizer(args: argparse.Namespace, dialect: str) -> Path | None:
-    """The tokenizer's directory for a token-layout dialect, found (or the demo one written into
-    the Hugging Face cache) as vLLM finds the model's files; checked by loading it."""
+    """The tokenizer's directory for a token-layout dialect, found as vLLM finds the model's files
+    (or the demo one), published for the proxy and checked by loading it."""
     spec = get_dialect(dialect)
     if spec.token_layout is None:
         return None
