@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from .schemas import safe_validator
 
 __all__ = ["ArgumentsCheck"]
 
@@ -55,7 +55,7 @@ class ArgumentsCheck:
     __slots__ = ("_validator", "quick")
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        self._validator = Draft202012Validator(schema)
+        self._validator = safe_validator(schema)
         self.quick = _compile(schema)  # None: the schema is beyond the quick subset
 
     def problem(self, value: Any) -> str | None:

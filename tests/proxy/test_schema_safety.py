@@ -1,0 +1,143 @@
+"""A tool schema is data from any client: it never makes the proxy open a URL or a file, never
+backtracks, never recurses without end; what the proxy will not use is a 400 naming it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+
+from toolcall_proxy.server.arguments import ArgumentsCheck
+from toolcall_proxy.server.errors import ProxyError
+from toolcall_proxy.server.schemas import MAX_SCHEMA_DEPTH, check_tool_schema
+from toolcall_proxy.server.validation import MAX_TOOLS, parse_tool_request
+
+
+def tool(parameters: dict[str, Any], name: str = "f", strict: bool = False) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": parameters, "strict": strict}}
+
+
+def refused(parameters: dict[str, Any]) -> ProxyError:
+    with pytest.raises(ProxyError) as caught:
+        parse_tool_request({"messages": [{"role": "user", "content": "hi"}], "tools": [tool(parameters)]})
+    assert caught.value.status == 400
+    return caught.value
+
+
+async def test_a_ref_to_a_url_is_refused_and_never_fetched(stack):
+    hits: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.json_response({"type": "string"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/internal/secret.json"
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [tool({"type": "object", "properties": {"x": {"$ref": url}}})],
+    }
+    try:
+        async with ClientSession() as session, session.post(stack.url + "/v1/chat/completions", json=body) as response:
+            status, error = response.status, (await response.json())["error"]
+        await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert status == 400
+    assert error["param"] == "tools[0].function.parameters.properties.x.$ref"
+    assert "points outside the schema" in error["message"] and "#/$defs/Name" in error["message"]
+    assert hits == []
+    assert stack.engine.requests == []
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["file:///etc/passwd", "https://json-schema.org/draft/2020-12/schema", "other.json#/x", "urn:uuid:1"],
+)
+def test_any_ref_outside_the_document_is_refused(ref):
+    error = refused({"type": "object", "properties": {"x": {"$ref": ref}}})
+    assert error.param == "tools[0].function.parameters.properties.x.$ref"
+    assert "only references inside it are followed" in error.message
+
+
+def test_a_ref_to_nothing_is_refused_and_one_to_defs_is_followed():
+    error = refused({"type": "object", "properties": {"x": {"$ref": "#/$defs/Missing"}}, "$defs": {}})
+    assert "points to nothing in the schema" in error.message
+    budget = {
+        "type": "object",
+        "properties": {"budget": {"$ref": "#/$defs/Money"}},
+        "$defs": {"Money": {"type": "object", "properties": {"amount": {"type": "number"}}, "required": ["amount"]}},
+    }
+    check = ArgumentsCheck(budget)
+    assert check.problem({"budget": {"amount": 3}}) is None
+    assert "amount" in (check.problem({"budget": {"currency": "EUR"}}) or "")
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"$ref": "#"},
+        {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}},
+        {
+            "$ref": "#/$defs/a",
+            "$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"anyOf": [{"$ref": "#/$defs/a"}]}},
+        },
+        {"type": "object", "properties": {"x": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"not": {"$ref": "#/$defs/a"}}}},
+    ],
+    ids=["root", "self", "through allOf and anyOf", "through not"],
+)
+def test_a_ref_that_leads_back_to_itself_on_the_same_value_is_refused(parameters):
+    assert "without a step into the value" in refused(parameters).message
+
+
+def test_a_recursive_schema_that_steps_into_the_value_is_fine():
+    tree = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#"}}},
+    }
+    check_tool_schema(tree, "parameters")
+    assert ArgumentsCheck(tree).problem({"name": "a", "children": [{"name": "b", "children": []}]}) is None
+
+
+def test_patterns_are_matched_in_linear_time_and_backtracking_ones_are_refused():
+    # (a+)+$ takes Python's re minutes on 40 a's and a b; RE2 answers at once
+    check = ArgumentsCheck({"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}})
+    assert "does not match" in (check.problem({"s": "a" * 40 + "b"}) or "")
+    assert check.problem({"s": "aaaa"}) is None
+    error = refused({"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a)\\1$"}}})
+    assert error.param == "tools[0].function.parameters.properties.s.pattern"
+    assert "backreference or lookaround" in error.message
+    error = refused({"type": "object", "patternProperties": {"^x": {"type": "string"}}})
+    assert error.param == "tools[0].function.parameters.patternProperties"
+
+
+def test_size_and_nesting_are_bounded_before_any_recursive_walk():
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(300):
+        deep = {"type": "object", "properties": {"x": deep}}
+    assert f"nests deeper than {MAX_SCHEMA_DEPTH} levels" in refused(deep).message
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "object", "properties": {}} for i in range(3000)}}
+    assert "more than 5000 nested objects" in refused(wide).message
+    with pytest.raises(ProxyError) as caught:
+        parse_tool_request(
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [tool({}, f"f{i}") for i in range(MAX_TOOLS + 1)],
+            }
+        )
+    assert caught.value.param == "tools" and f"at most {MAX_TOOLS}" in caught.value.message
+
+
+def test_dynamic_refs_and_nested_ids_are_refused():
+    assert refused({"$dynamicRef": "#meta"}).param == "tools[0].function.parameters.$dynamicRef"
+    nested_id = {"type": "object", "properties": {"x": {"$id": "http://example.com/x", "type": "string"}}}
+    assert refused(nested_id).param == "tools[0].function.parameters.properties.x.$id"
