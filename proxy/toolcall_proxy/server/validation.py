@@ -14,9 +14,11 @@ from jsonschema.exceptions import SchemaError
 
 from .arguments import ArgumentsCheck
 from .errors import bad_request
+from .schemas import check_tool_schema
 
 __all__ = ["ChatToolRequest", "Tool", "ToolChoice", "needs_tool_path", "parse_tool_request"]
 
+MAX_TOOLS = 128
 _FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_\-.:]{1,64}\Z")
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -176,6 +178,8 @@ def _cached_tools(key: bytes) -> tuple[Tool, ...]:
 
 
 def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
+    if len(value) > MAX_TOOLS:
+        raise bad_request("tools", f"offers {len(value)} tools; offer at most {MAX_TOOLS} (OpenAI's limit too)")
     tools: list[Tool] = []
     names: set[str] = set()
     for index, entry in enumerate(value):
@@ -196,6 +200,7 @@ def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(parameters, Mapping):
             raise bad_request(f"{where}.function.parameters", "must be a JSON Schema object")
+        check_tool_schema(parameters, f"{where}.function.parameters")
         try:
             arguments = _arguments_check(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
         except SchemaError as error:
