@@ -133,7 +133,9 @@ class FakeEngine:
 
     async def other(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append((request.path_qs, {"raw": body.decode()}))
+        self.requests.append(
+            (request.path_qs, {"raw": body.decode(), "authorization": request.headers.getall("Authorization", [])})
+        )
         return web.json_response({"path": request.path_qs, "method": request.method, "echo": body.decode()})
 
     async def health(self, request: web.Request) -> web.Response:

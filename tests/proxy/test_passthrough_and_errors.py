@@ -57,12 +57,14 @@ async def test_health_reports_the_proxy_and_the_engine(stack):
         assert await response.json() == {"status": "ok", "upstream": "ok", "dialect": "hermes"}
 
 
-async def test_health_is_degraded_when_the_engine_is_down(stack_with):
-    async with stack_with(upstream=f"http://127.0.0.1:{free_port()}") as stack:
+async def test_health_is_degraded_when_the_engine_is_down_and_keeps_its_address_private(stack_with):
+    port = free_port()
+    async with stack_with(upstream=f"http://engine-user:engine-pass@127.0.0.1:{port}") as stack:
         async with ClientSession() as session, session.get(stack.url + "/health") as response:
             assert response.status == 503
             body = await response.json()
     assert body["status"] == "degraded" and "not reachable" in body["upstream"]
+    assert "engine-pass" not in str(body) and str(port) not in str(body)  # /health needs no key
 
 
 async def test_metrics_count_requests_and_tool_calls(stack):
@@ -187,6 +189,14 @@ async def test_the_right_api_key_passes_and_is_not_forwarded(stack_with):
             assert response.status == 200
         async with session.get(stack.url + "/health") as response:
             assert response.status == 200  # probes need no key
+
+
+async def test_exactly_one_authorization_reaches_the_engine_the_proxys_own(stack_with):
+    async with stack_with(upstream_api_key="engine-key") as stack, ClientSession() as session:
+        headers = {"Authorization": "Bearer the-clients"}
+        async with session.post(stack.url + "/tokenize", data=b"x", headers=headers) as response:
+            assert response.status == 200
+    assert stack.engine.requests[-1][1]["authorization"] == ["Bearer engine-key"]
 
 
 async def test_an_unreachable_engine_is_a_503_that_says_so(stack_with):

@@ -394,7 +394,7 @@ async def test_post_json_passes_on_an_upstream_error_answer(upstream_for):
 
 
 # -- failures ----------------------------------------------------------------------------------
-async def test_server_that_is_not_listening_fails_with_503_naming_the_base_url(upstream_for):
+async def test_server_that_is_not_listening_fails_with_503_that_keeps_its_address_private(upstream_for):
     base = f"http://127.0.0.1:{free_port()}"
     pool = await upstream_for(base)
     with pytest.raises(ProxyError) as caught:
@@ -402,7 +402,8 @@ async def test_server_that_is_not_listening_fails_with_503_naming_the_base_url(u
     error = caught.value
     assert error.status == 503
     assert (error.type, error.code) == ("service_unavailable", "upstream_unreachable")
-    assert base in error.message
+    assert "not reachable (Connection refused)" in error.message
+    assert base.split("//")[1].split(":")[1] not in error.message  # not even its port
     assert errors_counted(pool, "unreachable") == 1
 
 
@@ -419,7 +420,7 @@ async def test_silent_server_fails_with_504_after_the_timeout(upstream_for):
     elapsed = time.monotonic() - started
     assert isinstance(error, ProxyError)
     assert (error.status, error.code) == (504, "upstream_timeout")
-    assert pool.base in error.message
+    assert error.message == "the model server did not answer in time"
     assert 0.2 <= elapsed < 1.5  # the silence is measured in sweeps, a quarter of the timeout apart
     assert sink.events == ["fail"]
     assert errors_counted(pool, "timeout") == 1

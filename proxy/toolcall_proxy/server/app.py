@@ -210,7 +210,8 @@ class ProxyApp:
     # -- pass-through ---------------------------------------------------------------------
     def _relay(self, exchange: Exchange) -> None:
         request = exchange.request
-        strip_authorization = self._api_key is not None  # a key given to the proxy is the proxy's
+        # A key given to the proxy is the proxy's; with a key for the engine, that one goes alone.
+        strip_authorization = self._api_key is not None or self.settings.upstream_api_key is not None
         headers = [
             (name, value)
             for name, value in request.headers
@@ -420,7 +421,7 @@ async def serve(settings: ProxySettings) -> int:
         "proxy listening on %s:%d, upstream %s, dialect %s",
         settings.host,
         app.port,
-        settings.upstream_base,
+        app.upstream.address,
         app.dialect.name,
     )
     stop = asyncio.Event()

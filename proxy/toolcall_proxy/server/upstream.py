@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
@@ -252,12 +253,14 @@ def _as_proxy_error(error: BaseException | None) -> ProxyError:
 class Upstream:
     def __init__(self, base: str, *, timeout: float, api_key: str | None, metrics: ProxyMetrics) -> None:
         parts = urlsplit(base)
-        self.base = base
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        # where it is, for the start-up log: never its credentials, never in a response
+        self.address = f"{parts.scheme}://{self._host}:{self._port}"
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._prefix = parts.path.rstrip("/")
-        self._host_line = b"host: %s\r\n" % parts.netloc.encode("idna")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_line = b"host: %s\r\n" % (host if parts.port is None else f"{host}:{parts.port}").encode("idna")
         self._auth_line = b"authorization: Bearer %s\r\n" % api_key.encode() if api_key else b""
         self._timeout = timeout
         self._metrics = metrics
@@ -364,7 +367,7 @@ class Upstream:
             )
         except TimeoutError:
             call.connecting = None
-            call.fail(self.failure("timeout", 504, f"the model server at {self.base} did not accept a connection"))
+            call.fail(self.failure("timeout", 504, "the model server did not accept a connection"))
             return
         except OSError as error:
             call.connecting = None
@@ -372,8 +375,7 @@ class Upstream:
                 self.failure(
                     "unreachable",
                     503,
-                    f"the model server at {self.base} is not reachable ({error.strerror or error}); "
-                    "it may still be loading the model",
+                    f"the model server is not reachable ({_reason(error)}); it may still be loading the model",
                 )
             )
             return
@@ -408,9 +410,7 @@ class Upstream:
                     continue
                 connection.silent += interval
                 if connection.silent >= self._timeout and connection.call is not None:
-                    connection._give_up(
-                        self.failure("timeout", 504, f"the model server at {self.base} did not answer in time")
-                    )
+                    connection._give_up(self.failure("timeout", 504, "the model server did not answer in time"))
             now = loop.time()
             while self._idle and now - self._idle[0].idle_since > _POOL_IDLE_SECONDS:
                 stale = self._idle.pop(0)
@@ -464,3 +464,8 @@ def _error_message(body: bytes) -> str:
         if isinstance(value.get("message"), str):
             return str(value["message"])
     return str(value)[:500]
+
+
+def _reason(error: OSError) -> str:
+    """An OS error in words, without the address it names (the upstream's address stays private)."""
+    return os.strerror(error.errno) if error.errno else type(error).__name__
