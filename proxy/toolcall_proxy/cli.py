@@ -29,6 +29,18 @@ def _proxy_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=int, help=f"largest request body, default 8 MiB {env('max_body_bytes')}"
     )
     parser.add_argument(
+        "--max-header-bytes", type=int, help=f"request line and headers, default 32 KiB {env('max_header_bytes')}"
+    )
+    parser.add_argument(
+        "--header-timeout", type=float, help=f"seconds a request's headers may take, default 10 {env('header_timeout')}"
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, help=f"seconds a request's body may take, default 60 {env('body_timeout')}"
+    )
+    parser.add_argument(
+        "--max-connections", type=int, help=f"client connections open at once, default 4096 {env('max_connections')}"
+    )
+    parser.add_argument(
         "--default-max-tokens",
         type=int,
         help=f"max_tokens when a tool request gives none, default 1024 {env('default_max_tokens')}",

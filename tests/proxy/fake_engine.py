@@ -134,7 +134,18 @@ class FakeEngine:
     async def other(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.requests.append(
-            (request.path_qs, {"raw": body.decode(), "authorization": request.headers.getall("Authorization", [])})
+            (
+                request.path_qs,
+                {
+                    "raw": body.decode(),
+                    "authorization": request.headers.getall("Authorization", []),
+                    "headers": {
+                        name.lower(): value
+                        for name, value in request.headers.items()
+                        if name.lower().startswith(("x-", "proxy-", "te", "connection"))
+                    },
+                },
+            )
         )
         return web.json_response({"path": request.path_qs, "method": request.method, "echo": body.decode()})
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from toolcall_proxy.server.http import Exchange, HttpServer
+from toolcall_proxy.server.http import Exchange, HttpServer, Limits
 
 WAIT = 2.0  # seconds any single expected event may take before the test fails
 JSON = [(b"content-type", b"application/json")]
@@ -169,12 +169,17 @@ def post(path: str, body: bytes, *, extra: bytes = b"") -> bytes:
 
 
 # -- fixtures ----------------------------------------------------------------------------------
+DEFAULT_LIMITS = Limits()
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., object]]:
     servers: list[HttpServer] = []
 
-    async def start(handler: Recorder, *, max_body_bytes: int = 1024, keep_alive: float = 5.0) -> HttpServer:
-        server = HttpServer(handler, max_body_bytes=max_body_bytes, keep_alive=keep_alive)
+    async def start(
+        handler: Recorder, *, max_body_bytes: int = 1024, keep_alive: float = 5.0, limits: Limits = DEFAULT_LIMITS
+    ) -> HttpServer:
+        server = HttpServer(handler, max_body_bytes=max_body_bytes, keep_alive=keep_alive, limits=limits)
         await server.listen("127.0.0.1", 0)
         servers.append(server)
         return server
@@ -636,3 +641,91 @@ async def test_shutdown_closes_answers_still_in_progress_when_the_grace_runs_out
     assert await client.closed_by_server()
     await asyncio.wait_for(gone.wait(), WAIT)
     assert exchange.closed and handler.completions == [exchange]
+
+
+# -- what is refused: only what was checked goes on (RFC 9110, 9112) ------------------------------
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET / HTTP/1.1\r\nhost: test\r\nx-a: one\r\n two\r\n\r\n",  # obs-fold: a line break in a value
+        b"GET / HTTP/1.1\r\nhost: test\r\nx-a: one\x00two\r\n\r\n",  # NUL in a value
+        b"GET /a\rb HTTP/1.1\r\nhost: test\r\n\r\n",  # CR in the target
+        b"GET /a\x00b HTTP/1.1\r\nhost: test\r\n\r\n",  # NUL in the target
+    ],
+    ids=["folded value", "NUL in a value", "CR in the target", "NUL in the target"],
+)
+async def test_a_control_character_in_the_target_or_a_value_is_a_400_never_handled(serve, connect, request_head):
+    handler = Recorder()
+    client = await connect(await serve(handler))
+    client.send(request_head)
+    response = await client.response()
+    assert response.status == 400
+    assert await client.closed_by_server()
+    assert handler.handled == []
+
+
+async def test_too_many_or_too_large_headers_are_a_431_and_a_long_target_a_414(serve, connect):
+    handler = Recorder()
+    server = await serve(handler, limits=Limits(max_header_bytes=4096, max_headers=20))
+    many = await connect(server)
+    many.send(get("/", extra=b"".join(b"x-%d: v\r\n" % i for i in range(25))))
+    assert (await many.response()).status == 431
+    large = await connect(server)
+    large.send(get("/", extra=b"x-big: " + b"v" * 5000 + b"\r\n"))
+    assert (await large.response()).status == 431
+    long_target = await connect(server)
+    long_target.send(get("/" + "a" * 5000))
+    assert (await long_target.response()).status == 414
+    assert handler.handled == []
+
+
+async def test_trailer_fields_of_a_chunked_body_never_become_headers(serve, connect):
+    handler = Recorder()
+    client = await connect(await serve(handler))
+    client.send(
+        b"POST /t HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nx-injected: yes\r\nauthorization: Bearer stolen\r\n\r\n"
+    )
+    assert (await client.response()).status == 200
+    request = handler.handled[0].request
+    assert request.body == b"abc"
+    assert [name for name, _ in request.headers] == [b"host", b"transfer-encoding"]
+
+
+async def trickle(client: Client) -> Response:
+    """Sends a byte every 0.1 s until the server answers."""
+    answer = asyncio.ensure_future(client.response())
+    for _ in range(30):
+        await asyncio.sleep(0.1)
+        if answer.done():
+            break
+        client.send(b"x")
+    return await answer
+
+
+async def test_headers_trickling_in_are_cut_off_at_the_total_deadline(serve, connect):
+    client = await connect(await serve(Recorder(), limits=Limits(header_timeout=0.4)))
+    started = time.monotonic()
+    client.send(b"GET / HTTP/1.1\r\n")
+    response = await trickle(client)  # a byte every 0.1 s: the keep-alive timer never ran out this way before
+    assert response.status == 408 and "headers took longer than 0.4 s" in response.json()["error"]["message"]
+    assert time.monotonic() - started < 1.5
+
+
+async def test_a_body_trickling_in_is_cut_off_at_the_total_deadline(serve, connect):
+    client = await connect(await serve(Recorder(), limits=Limits(header_timeout=0.2, body_timeout=0.3)))
+    client.send(b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n")
+    response = await trickle(client)
+    assert response.status == 408 and "body took longer than 0.3 s" in response.json()["error"]["message"]
+
+
+async def test_connections_past_the_cap_are_told_so_and_closed(serve, connect):
+    server = await serve(Recorder(), limits=Limits(max_connections=2))
+    first, second = await connect(server), await connect(server)
+    await asyncio.sleep(0.05)
+    third = await connect(server)
+    response = await third.response()
+    assert response.status == 503 and "--max-connections" in response.json()["error"]["message"]
+    for client in (first, second):  # those within the cap are served
+        client.send(get("/"))
+        assert (await client.response()).status == 200

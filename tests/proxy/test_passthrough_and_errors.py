@@ -191,6 +191,23 @@ async def test_the_right_api_key_passes_and_is_not_forwarded(stack_with):
             assert response.status == 200  # probes need no key
 
 
+async def test_headers_that_describe_the_hop_are_not_relayed(stack):
+    headers = {
+        "Connection": "keep-alive, X-Hop-Secret",
+        "X-Hop-Secret": "for the proxy only",
+        "Proxy-Anything": "x",
+        "TE": "trailers",
+        "X-End-To-End": "kept",
+    }
+    async with (
+        ClientSession() as session,
+        session.post(stack.url + "/tokenize", data=b"x", headers=headers) as response,
+    ):
+        assert response.status == 200
+    _, seen = stack.engine.requests[-1]
+    assert seen["headers"] == {"x-end-to-end": "kept"}
+
+
 async def test_exactly_one_authorization_reaches_the_engine_the_proxys_own(stack_with):
     async with stack_with(upstream_api_key="engine-key") as stack, ClientSession() as session:
         headers = {"Authorization": "Bearer the-clients"}

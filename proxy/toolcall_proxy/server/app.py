@@ -20,12 +20,12 @@ from prometheus_client.metrics import Counter, Histogram
 from ..dialects import get_dialect
 from ..rendering import compile_template
 from .errors import ProxyError
-from .http import Exchange, Headers, HttpServer
+from .http import Exchange, Headers, HttpServer, Limits
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .tokenizer import TokenizerLoader
 from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall
-from .upstream import HOP_BY_HOP, Upstream
+from .upstream import Upstream, connection_headers
 from .validation import ChatToolRequest, needs_tool_path, parse_tool_request
 
 __all__ = ["ProxyApp", "serve"]
@@ -79,7 +79,14 @@ class ProxyApp:
         self.failure = asyncio.get_running_loop().create_future()
         if self.tokenizer_loader is not None:
             self.tokenizer_loader.start()
-        self._server = HttpServer(self, max_body_bytes=self.settings.max_body_bytes)
+        settings = self.settings
+        limits = Limits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_connections=settings.max_connections,
+        )
+        self._server = HttpServer(self, max_body_bytes=settings.max_body_bytes, limits=limits)
         await self._server.listen(self.settings.host, self.settings.port if port is None else port)
 
     @property
@@ -212,10 +219,11 @@ class ProxyApp:
         request = exchange.request
         # A key given to the proxy is the proxy's; with a key for the engine, that one goes alone.
         strip_authorization = self._api_key is not None or self.settings.upstream_api_key is not None
+        hop_by_hop = connection_headers(request.headers)
         headers = [
             (name, value)
             for name, value in request.headers
-            if name not in HOP_BY_HOP and not (strip_authorization and name == b"authorization")
+            if name not in hop_by_hop and not (strip_authorization and name == b"authorization")
         ]
         method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's head, body dropped
         call = self.upstream.request(method, request.target, headers, request.body, _Relay(exchange))
@@ -258,10 +266,11 @@ class _Relay:
     def head(self, status: int, headers: Headers) -> None:
         length: int | None = None
         relayed: Headers = []
+        hop_by_hop = connection_headers(headers)
         for name, value in headers:
             if name == b"content-length" and value.isdigit():
                 length = int(value)
-            elif name not in HOP_BY_HOP:
+            elif name not in hop_by_hop:
                 relayed.append((name, value))
                 if name == b"content-type" and value.startswith(b"text/event-stream"):
                     self._stream = True

@@ -9,15 +9,25 @@ What it implements: keep-alive with an idle timeout, pipelined requests (answere
 chunked and sized request bodies with a size limit (413 before the body is read), ``Expect:
 100-continue``, HEAD, HTTP/1.0 clients, backpressure (a slow client pauses its upstream), and
 client disconnects (the handler is told at once, so it can cancel the upstream request).
+
+What it refuses, so that nothing it forwards is other than what it checked and no client holds
+it: a request line and headers over ``max_header_bytes`` or ``max_headers`` (414, 431, as nginx),
+a target or header value holding CR, LF or NUL (400: RFC 9110 5.5 forbids them, and a bare LF
+would start a header of its own upstream), headers that take longer than ``header_timeout`` or a
+body longer than ``body_timeout`` in total, however slowly it trickles (408), and connections
+past ``max_connections`` (503, closed). Chunked trailer fields are read and dropped, never made
+headers (RFC 9112 7.1.2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Protocol, cast
 
@@ -25,12 +35,14 @@ import httptools
 
 from .errors import ProxyError
 
-__all__ = ["Exchange", "FlowControl", "Handler", "Headers", "HttpServer", "Request"]
+__all__ = ["Exchange", "FlowControl", "Handler", "Headers", "HttpServer", "Limits", "Request"]
 
 log = logging.getLogger("toolmodel.proxy")
 
 Headers = list[tuple[bytes, bytes]]
 
+_FORBIDDEN_IN_FIELDS = re.compile(rb"[\r\n\x00]")
+_LINGER_SECONDS = 2.0
 _KEEP_ALIVE_SECONDS = 75.0  # longer than the usual client pool's idle time, so the client closes first
 _REASONS = {
     100: b"Continue",
@@ -42,9 +54,12 @@ _REASONS = {
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     413: b"Content Too Large",
+    414: b"URI Too Long",
     422: b"Unprocessable Content",
     429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
@@ -203,6 +218,9 @@ class _ClientConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._body: list[bytes] = []
         self._size = 0
+        self._head_size = 0  # bytes of the request line and headers read so far
+        self._head_done = False
+        self.reading_since: float | None = None  # a request is arriving: since when
         self._rejected = False  # answered before its body arrived; the connection closes
         self._queue: deque[Request] = deque()
         self._current: Exchange | None = None
@@ -214,6 +232,10 @@ class _ClientConnection(asyncio.Protocol):
     # -- transport callbacks -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        limit = self._server.limits.max_connections
+        if len(self._server.connections) >= limit:
+            self._reject(503, f"the proxy has {limit} connections open, its limit (--max-connections); retry", "busy")
+            return
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -227,9 +249,6 @@ class _ClientConnection(asyncio.Protocol):
                 self.close()
         except httptools.HttpParserError as error:
             self._reject(400, f"malformed HTTP request: {error}", "invalid_http")
-        else:
-            if self._current is None:
-                self.quiet_since = self._loop.time()  # a request in pieces: each must come in time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -253,15 +272,43 @@ class _ClientConnection(asyncio.Protocol):
     # -- parser callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body, self._size = b"", [], [], 0
+        self._head_size, self._head_done = 0, False
+        self.reading_since = self._loop.time()
         self._continue_owed = False
 
     def on_url(self, url: bytes) -> None:
+        if self._rejected:
+            return
         self._url += url
+        self._head_size += len(url)
+        limit = self._server.limits.max_header_bytes
+        if len(self._url) > limit:
+            self._reject(414, f"the request target is longer than {limit} bytes", "uri_too_long")
+        elif _FORBIDDEN_IN_FIELDS.search(url):
+            self._reject(400, "the request target holds a control character (CR, LF, NUL)", "invalid_http")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        if self._rejected or self._head_done:
+            return  # a chunked body's trailer fields: read and dropped, never headers
+        limits = self._server.limits
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > limits.max_header_bytes or len(self._headers) >= limits.max_headers:
+            self._reject(
+                431,
+                f"the request's headers exceed {limits.max_headers} fields or {limits.max_header_bytes} bytes",
+                "headers_too_large",
+            )
+        elif _FORBIDDEN_IN_FIELDS.search(value):
+            self._reject(
+                400, f"header {name.decode('latin-1')!r} holds a control character (CR, LF, NUL)", "invalid_http"
+            )
+        else:
+            self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
+        if self._rejected:
+            return
         limit = self._server.max_body_bytes
         expect_continue = False
         for name, value in self._headers:
@@ -290,6 +337,7 @@ class _ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.reading_since = None
         self._continue_owed = False  # the body came without it
         if self._rejected:
             return
@@ -350,7 +398,20 @@ class _ClientConnection(asyncio.Protocol):
             self._transport.abort()
 
     def idle(self) -> bool:
-        return self._current is None and not self._queue
+        return self._current is None and not self._queue and self.reading_since is None
+
+    def reading_too_long(self, now: float) -> bool:
+        """Times a request out whose head or body has taken longer than allowed, in total."""
+        since, limits = self.reading_since, self._server.limits
+        if since is None or self._rejected:
+            return False
+        if not self._head_done and now - since > limits.header_timeout:
+            self._reject(408, f"the request's headers took longer than {limits.header_timeout:g} s", "timeout")
+            return True
+        if self._head_done and now - since > limits.header_timeout + limits.body_timeout:
+            self._reject(408, f"the request's body took longer than {limits.body_timeout:g} s", "timeout")
+            return True
+        return False
 
     # -- refusals and timers -----------------------------------------------------------
     def _reject(self, status: int, message: str, code: str) -> None:
@@ -362,16 +423,42 @@ class _ClientConnection(asyncio.Protocol):
         body = ProxyError(status, message, code=code).body()
         head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self._transport.write(head % (status, _REASONS[status], len(body)) + body)
-        self.close()
+        # A lingering close, as nginx does: the answer is followed by our end of the stream, and
+        # what the client still sends is read and dropped for a moment, so that closing with its
+        # bytes unread (a reset) does not destroy the answer before the client has read it.
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+            self._loop.call_later(_LINGER_SECONDS, self.close)
+        else:
+            self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may take of the front end (the proxy's flags set them)."""
+
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
 
 
 class HttpServer:
     """Listens on one address and hands each complete request to ``handler``."""
 
-    def __init__(self, handler: Handler, *, max_body_bytes: int, keep_alive: float = _KEEP_ALIVE_SECONDS) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body_bytes: int,
+        keep_alive: float = _KEEP_ALIVE_SECONDS,
+        limits: Limits = Limits(),
+    ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.keep_alive = keep_alive
+        self.limits = limits
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -384,11 +471,14 @@ class HttpServer:
 
     async def _close_idle_connections(self) -> None:
         """One sweep for all connections, cheaper than a timer armed and cancelled per request."""
-        interval = min(1.0, self.keep_alive / 4)
+        interval = min(1.0, self.keep_alive / 4, self.limits.header_timeout / 4)
         while True:
             await asyncio.sleep(interval)
-            deadline = self.loop.time() - self.keep_alive
+            now = self.loop.time()
+            deadline = now - self.keep_alive
             for connection in list(self.connections):
+                if connection.reading_too_long(now):
+                    continue
                 if connection.idle() and connection.quiet_since < deadline:
                     connection.close()
 

@@ -22,6 +22,10 @@ ENVIRONMENT = {
     "mode": "TOOLMODEL_MODE",
     "guided_decoding": "TOOLMODEL_GUIDED_DECODING",
     "log_level": "TOOLMODEL_LOG_LEVEL",
+    "max_header_bytes": "TOOLMODEL_MAX_HEADER_BYTES",
+    "header_timeout": "TOOLMODEL_HEADER_TIMEOUT",
+    "body_timeout": "TOOLMODEL_BODY_TIMEOUT",
+    "max_connections": "TOOLMODEL_MAX_CONNECTIONS",
     "tokenizer": "TOOLMODEL_TOKENIZER",
     "tokenizer_revision": "TOOLMODEL_TOKENIZER_REVISION",
     "tokenizer_wait": "TOOLMODEL_TOKENIZER_WAIT",
@@ -44,6 +48,12 @@ class ProxySettings:
     api_key: str | None = None
     upstream_api_key: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    # what one client may take of the front end: the request line and headers, the time its
+    # head and its body may take in total, and the connections open at once
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
     default_max_tokens: int = 1024
     upstream_timeout: float = 600.0
     # "proxy": render and parse tool calls here; "native": vLLM parses them, requests are relayed
@@ -73,6 +83,12 @@ class ProxySettings:
             raise SettingsError(f"--port {self.port}: choose a port from 1 to 65535")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"--max-body-bytes {self.max_body_bytes}: allow at least 1024 bytes")
+        if self.max_header_bytes < 1024:
+            raise SettingsError(f"--max-header-bytes {self.max_header_bytes}: allow at least 1024 bytes")
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise SettingsError("--header-timeout and --body-timeout: give seconds, more than 0")
+        if self.max_connections < 1:
+            raise SettingsError(f"--max-connections {self.max_connections}: allow at least 1")
         if self.tokenizer_wait < 0:
             raise SettingsError(f"--tokenizer-wait {self.tokenizer_wait}: give the seconds to wait, 0 or more")
         if self.default_max_tokens < 1:

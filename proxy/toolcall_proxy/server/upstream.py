@@ -26,7 +26,7 @@ import orjson
 from .errors import ProxyError
 from .metrics import ProxyMetrics
 
-__all__ = ["HOP_BY_HOP", "ResponseSink", "Upstream", "UpstreamCall"]
+__all__ = ["HOP_BY_HOP", "ResponseSink", "Upstream", "UpstreamCall", "connection_headers"]
 
 log = logging.getLogger("toolmodel.proxy")
 
@@ -50,6 +50,18 @@ HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
+
+
+def connection_headers(headers: Headers) -> frozenset[bytes]:
+    """The names that describe this hop only: the fixed ones, ``Proxy-*``, and those that
+    ``Connection`` nominates (RFC 9110 7.6.1), which a proxy must not forward either."""
+    nominated = {
+        token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")
+    }
+    nominated.update(name for name, _ in headers if name.startswith(b"proxy-"))
+    return HOP_BY_HOP | nominated if nominated else HOP_BY_HOP
+
+
 # vLLM's server (uvicorn) drops idle keep-alive connections after 5 s: retire ours sooner.
 _POOL_IDLE_SECONDS = 4.0
 _CONNECT_SECONDS = 10.0
