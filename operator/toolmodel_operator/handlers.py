@@ -259,10 +259,15 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
             await state.pop("reconciler").client.close()
 
     async def resync_forever() -> None:
+        # The safety net under every watch: nothing one object or one API call does may end it.
         while True:
             await asyncio.sleep(config.resync_seconds)
-            if config.connection is not None:
+            if config.connection is None:
+                continue
+            try:
                 await reconciler().resync(config.namespaces)
+            except Exception:
+                log.exception("resync failed; the next one runs in %s s", config.resync_seconds)
 
     @kopf.on.event(TOOLMODELS.group, TOOLMODELS.version, TOOLMODELS.plural, registry=registry)
     async def toolmodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
@@ -285,9 +290,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
 
 
 async def _safely(work: Awaitable[None], body: Mapping[str, Any]) -> None:
-    """A failed reconciliation is logged and retried by the next event or resync, never fatal."""
+    """A failed reconciliation is logged and retried by the next event or resync, never fatal;
+    one that fails for a reason the operator did not foresee is also a Warning on the object."""
+    metadata = body.get("metadata", {})
+    where = f"{metadata.get('namespace')}/{metadata.get('name')}"
     try:
         await work
     except (KubeError, OSError, TimeoutError) as error:
-        metadata = body.get("metadata", {})
-        log.warning("reconciling %s/%s failed, will retry: %s", metadata.get("namespace"), metadata.get("name"), error)
+        log.warning("reconciling %s failed, will retry: %s", where, error)
+    except Exception as error:
+        log.exception("reconciling %s failed, will retry", where)
+        _event(body, "Warning", "ReconcileFailed", f"the operator could not reconcile this ToolModel: {error!r}")

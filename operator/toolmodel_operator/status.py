@@ -125,6 +125,15 @@ def _crash_problem(pod: str, container: Mapping[str, Any], ended: Mapping[str, A
     )
 
 
+def _desired_replicas(toolmodel: Mapping[str, Any]) -> int:
+    """``spec.serving.replicas``; 1 where a malformed object (a spec that is a string, replicas
+    that are no number: rejected at admission, but not by every API server) has none to give."""
+    spec = toolmodel.get("spec")
+    serving = spec.get("serving") if isinstance(spec, Mapping) else None
+    replicas = serving.get("replicas", 1) if isinstance(serving, Mapping) else 1
+    return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 0 else 1
+
+
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
@@ -181,7 +190,7 @@ def compute_status(
     """The status block for a ToolModel. ``invalid`` is the InvalidSpec message, if any."""
     generation = toolmodel.get("metadata", {}).get("generation")
     previous = toolmodel.get("status") or {}
-    desired = int(((toolmodel.get("spec") or {}).get("serving") or {}).get("replicas", 1))
+    desired = _desired_replicas(toolmodel)
     state = (deployment or {}).get("status") or {}
     ready = int(state.get("readyReplicas") or 0)
     updated = int(state.get("updatedReplicas") or 0)

@@ -279,3 +279,10 @@ def test_a_pod_on_its_way_out_is_no_problem():
     leaving = two_containers(proxy)
     leaving["metadata"]["deletionTimestamp"] = "2026-11-23T11:59:00Z"
     assert pod_problems([leaving]) == []
+
+
+@pytest.mark.parametrize("spec", ["a string", ["a"], {"serving": "fast"}, {"serving": {"replicas": "many"}}, None])
+def test_a_malformed_object_still_gets_a_status(spec):
+    status = compute_status({"metadata": {"name": "m"}, "spec": spec}, deployment=None, invalid="spec: broken", now=NOW)
+    assert status["phase"] == "Failed"
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["message"] == "spec: broken"
