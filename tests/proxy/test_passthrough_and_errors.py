@@ -182,6 +182,18 @@ async def test_a_missing_or_wrong_api_key_is_a_401(stack_with, header):
     assert status == 401 and answer["error"]["code"] == "invalid_api_key"
 
 
+async def test_without_the_key_a_client_costs_only_its_headers(stack_with):
+    async with stack_with(api_key="secret", max_body_bytes=16 * 1024 * 1024) as stack:
+        port = int(stack.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # a body announced and never sent: the answer comes from the headers alone
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 8388608\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 401")
+    assert stack.engine.requests == []
+
+
 async def test_the_right_api_key_passes_and_is_not_forwarded(stack_with):
     async with stack_with(api_key="secret") as stack, ClientSession() as session:
         headers = {"Authorization": "Bearer secret"}

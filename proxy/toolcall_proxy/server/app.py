@@ -86,7 +86,7 @@ class ProxyApp:
             body_timeout=settings.body_timeout,
             max_connections=settings.max_connections,
         )
-        self._server = HttpServer(self, max_body_bytes=settings.max_body_bytes, limits=limits)
+        self._server = HttpServer(self, max_body_bytes=settings.max_body_bytes, limits=limits, admit=self.admit)
         await self._server.listen(self.settings.host, self.settings.port if port is None else port)
 
     @property
@@ -129,7 +129,6 @@ class ProxyApp:
                 exchange.kind = "metrics"
                 exchange.respond(200, self.metrics.exposition(), _METRICS)
                 return
-            self._authorize(exchange)
             if path == "/v1/chat/completions" and request.method == "POST":
                 body = _json_body(request.body)
                 if self.prompts_every_chat or (self.settings.mode == "proxy" and needs_tool_path(body)):
@@ -159,15 +158,17 @@ class ProxyApp:
         if exchange.closed:
             log.info("client went away; upstream request cancelled (%s)", exchange.request.path)
 
-    def _authorize(self, exchange: Exchange) -> None:
-        if self._api_key is None:
-            return
-        value = exchange.request.header(b"authorization")
-        if value is not None:
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._api_key):
-                return
-        raise ProxyError(
+    def admit(self, path: bytes, headers: Headers) -> ProxyError | None:
+        """Refuses a request without the API key as soon as its headers are in, before its body is
+        read (the probes' /health and /metrics need none)."""
+        if self._api_key is None or path in (b"/health", b"/metrics"):
+            return None
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._api_key):
+                    return None
+        return ProxyError(
             401,
             "missing or wrong API key: send 'Authorization: Bearer <key>' with the key the proxy was given",
             code="invalid_api_key",

@@ -35,7 +35,7 @@ import httptools
 
 from .errors import ProxyError
 
-__all__ = ["Exchange", "FlowControl", "Handler", "Headers", "HttpServer", "Limits", "Request"]
+__all__ = ["Admission", "Exchange", "FlowControl", "Handler", "Headers", "HttpServer", "Limits", "Request"]
 
 log = logging.getLogger("toolmodel.proxy")
 
@@ -198,6 +198,10 @@ class Exchange:
             self.on_disconnect()
 
 
+# (path, headers) -> why the request is refused before its body is read, or None
+Admission = Callable[[bytes, "Headers"], ProxyError | None]
+
+
 class Handler(Protocol):
     def handle(self, exchange: Exchange) -> None:
         """Answers through ``exchange``, now or later; must end it (``respond`` or ``end``)."""
@@ -309,6 +313,11 @@ class _ClientConnection(asyncio.Protocol):
         self._head_done = True
         if self._rejected:
             return
+        admit = self._server.admit
+        refusal = admit(httptools.parse_url(self._url).path, self._headers) if admit is not None else None
+        if refusal is not None:  # before its body is read: a refused client costs only its headers
+            self._reject(refusal.status, refusal.message, refusal.code or "refused")
+            return
         limit = self._server.max_body_bytes
         expect_continue = False
         for name, value in self._headers:
@@ -417,6 +426,7 @@ class _ClientConnection(asyncio.Protocol):
     def _reject(self, status: int, message: str, code: str) -> None:
         """Answers a request that cannot be read to its end, then closes the connection."""
         self._rejected = True
+        self._body = []
         if self._current is not None or self._transport is None:
             self.close()  # the reply would interleave with an answer in progress
             return
@@ -454,11 +464,13 @@ class HttpServer:
         max_body_bytes: int,
         keep_alive: float = _KEEP_ALIVE_SECONDS,
         limits: Limits = Limits(),
+        admit: Admission | None = None,
     ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.keep_alive = keep_alive
         self.limits = limits
+        self.admit = admit
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
