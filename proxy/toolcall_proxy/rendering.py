@@ -98,7 +98,7 @@ def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, 
                 arguments = function.get("arguments")
                 if isinstance(arguments, str):
                     # text that is not JSON is left as it is: the template prints what the client sent
-                    with contextlib.suppress(ValueError):
+                    with contextlib.suppress(ValueError, RecursionError):
                         function["arguments"] = json.loads(arguments) if arguments.strip() else {}
                 call["function"] = function
                 calls.append(call)

@@ -35,6 +35,7 @@ class FakeEngine:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     chat_body: bytes = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
+    completions_body: dict[str, Any] | None = None  # answered as it is instead of a generation
 
     def next_output(self) -> str:
         return self.outputs.pop(0) if self.outputs else "Plain answer."
@@ -46,6 +47,8 @@ class FakeEngine:
             return web.json_response(
                 {"object": "error", "message": "engine exploded", "code": self.status}, status=self.status
             )
+        if self.completions_body is not None:
+            return web.json_response(self.completions_body)
         if self.output_ids and body.get("return_token_ids"):
             return await self._token_ids(request, body, self.output_ids.pop(0))
         text = self.next_output()

@@ -148,6 +148,39 @@ BAD_REQUESTS = [
         id="parallel-not-bool",
     ),
     pytest.param({"model": "m", "messages": MESSAGES, "tools": "f"}, "tools", id="tools-not-a-list"),
+    # shapes that once reached code that assumed the right type (500s)
+    pytest.param(
+        {"model": "m", "messages": [{"role": ["user"], "content": "x"}], "tools": [TOOL]},
+        "messages[0].role",
+        id="role-a-list",
+    ),
+    pytest.param(
+        {"model": "m", "messages": [{"role": {"a": 1}, "content": "x"}], "tools": [TOOL]},
+        "messages[0].role",
+        id="role-an-object",
+    ),
+    pytest.param(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": ["x"]}]}], "tools": [TOOL]},
+        "messages[0].content[0].text",
+        id="text-part-a-list",
+    ),
+    pytest.param(
+        {"model": "m", "messages": [{"role": "user", "content": ["x"]}], "tools": [TOOL]},
+        "messages[0].content[0]",
+        id="part-not-an-object",
+    ),
+    pytest.param(
+        {"model": "m", "messages": MESSAGES, "tools": [TOOL], "tool_choice": "required", "temperature": "hot"},
+        "temperature",
+        id="temperature-a-string",
+    ),
+    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "seed": 1.5}, "seed", id="seed-not-integer"),
+    pytest.param(
+        {"model": "m", "messages": MESSAGES, "tools": [TOOL], "max_tokens": "lots"},
+        "max_tokens",
+        id="max-tokens-a-string",
+    ),
+    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "stop": {"a": 1}}, "stop", id="stop-an-object"),
 ]
 
 
@@ -234,6 +267,28 @@ async def test_an_unreachable_engine_is_a_503_that_says_so(stack_with):
             stack.url + "/v1/chat/completions", {"model": "m", "messages": MESSAGES, "tools": [TOOL]}
         )
     assert status == 503 and "not reachable" in answer["error"]["message"]
+
+
+async def test_an_engine_answer_whose_choices_are_not_objects_is_a_502(stack, engine):
+    engine.completions_body = {"id": "x", "choices": ["not", "objects"]}
+    status, answer = await post(
+        stack.url + "/v1/chat/completions", {"model": "m", "messages": MESSAGES, "tools": [TOOL]}
+    )
+    assert status == 502 and "no choices" in answer["error"]["message"]
+
+
+async def test_a_history_call_whose_arguments_nest_deeper_than_json_allows_is_kept_as_text(stack):
+    history = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}],
+        },
+        {"role": "tool", "tool_call_id": "a", "content": "x"},
+    ]
+    status, _ = await post(stack.url + "/v1/chat/completions", {"model": "m", "messages": history, "tools": [TOOL]})
+    assert status == 200
+    assert "[" * 100_000 in stack.engine.requests[-1][1]["prompt"]  # nothing lost: the model sees what was sent
 
 
 async def test_an_engine_failure_is_a_502_with_the_cause(stack):

@@ -376,6 +376,10 @@ class _ToolStream:
                 raise ProxyError(
                     502, f"the model server sent an invalid stream frame: {error}", type="upstream_error"
                 ) from None
+            if not isinstance(frame, dict) or not all(isinstance(c, dict) for c in frame.get("choices") or ()):
+                raise ProxyError(
+                    502, "the model server sent a stream frame that is not a completion chunk", type="upstream_error"
+                )
             if "error" in frame or frame.get("object") == "error":
                 raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
             usage = frame.get("usage")
@@ -416,7 +420,7 @@ def _json_body(body: bytes) -> dict[str, Any]:
 
 def _choice_text(answer: dict[str, Any], reader: OutputReader) -> tuple[str, str | None]:
     choices = answer.get("choices") or []
-    if not choices:
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ProxyError(502, "the model server's answer has no choices", type="upstream_error")
     choice = choices[0]
     return reader.text(choice), choice.get("finish_reason")

@@ -112,6 +112,7 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
     n = body.get("n", 1)
     if n not in (1, None):
         raise bad_request("n", "tool calling supports one choice per request; set n to 1")
+    _check_sampling(body)
     return ChatToolRequest(
         body=body,
         messages=messages,
@@ -123,6 +124,27 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
     )
 
 
+_NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty")
+_INTEGERS = ("seed", "top_k", "max_tokens", "max_completion_tokens", "min_tokens")
+
+
+def _check_sampling(body: Mapping[str, Any]) -> None:
+    """The sampling fields the proxy relays or computes with have the types the engine takes."""
+    for key in _NUMBERS:
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise bad_request(key, f"{value!r} is not a number")
+    for key in _INTEGERS:
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad_request(key, f"{value!r} is not an integer")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
+    ):
+        raise bad_request("stop", "must be a string or a list of strings")
+
+
 def _messages(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not value:
         raise bad_request("messages", "must be a non-empty list of {role, content} objects")
@@ -131,11 +153,18 @@ def _messages(value: Any) -> list[Mapping[str, Any]]:
         if not isinstance(message, Mapping):
             raise bad_request(where, "must be an object with 'role' and 'content'")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise bad_request(f"{where}.role", f"{role!r} is not a role; use one of {', '.join(sorted(_ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise bad_request(f"{where}.content", "must be a string or a list of content parts")
+        for number, part in enumerate(content if isinstance(content, list) else ()):
+            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                raise bad_request(
+                    f"{where}.content[{number}]", 'must be a part such as {"type": "text", "text": "..."}'
+                )
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise bad_request(f"{where}.content[{number}].text", "must be a string")
         if role == "tool" and content is None:
             raise bad_request(f"{where}.content", "a tool message needs the tool's result as content")
         calls = message.get("tool_calls")
