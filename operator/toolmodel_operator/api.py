@@ -238,7 +238,7 @@ class GpuSpec(_ApiModel):
         min_length=1,
         description="The node label holding the GPU product (set by NVIDIA GPU feature discovery).",
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="The pod's nodeSelector.")
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=64, description="The pod's nodeSelector.")
     tolerations: list[dict[str, Any]] = Field(
         default_factory=list, max_length=64, description="The pod's tolerations, as in a Pod spec."
     )
@@ -278,7 +278,12 @@ class ChatTemplate(_ApiModel):
         "Default: the dialect's own template.",
         json_schema_extra={"enum": _DIALECT_NAMES},
     )
-    inline: str | None = Field(default=None, min_length=1, description="The template's Jinja text.")
+    inline: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=262_144,
+        description="The template's Jinja text (at most 256 Ki characters: it must fit a ConfigMap's 1 MiB).",
+    )
     config_map_ref: ChatTemplateConfigMapRef | None = Field(
         default=None, description="Mount the template from your own ConfigMap instead of one the operator writes."
     )
@@ -360,7 +365,9 @@ class ApiKeySecretRef(_ApiModel):
 class ServingSpec(_ApiModel):
     """The Deployment and Service serving the model."""
 
-    replicas: int = Field(default=1, ge=0, description="Pods serving the model; each gets its own GPUs.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Pods serving the model; each gets its own GPUs (at most 1000)."
+    )
     engine: Literal["vllm", "sim"] = Field(
         default="vllm",
         description="vllm: the real engine. sim: the simulated engine (`toolmodel sim` in the proxy image, same "
@@ -392,9 +399,12 @@ class ServingSpec(_ApiModel):
         default=None,
         description="Require clients to send this Secret's key as a bearer token (proxy TOOLMODEL_API_KEY).",
     )
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Extra annotations on the pods."
+    )
     pod_labels: dict[str, str] = Field(
         default_factory=dict,
+        max_length=64,
         description="Extra labels on the pods (the app.kubernetes.io/ labels stay the operator's).",
     )
     shm_size: Quantity | None = Field(

@@ -195,6 +195,16 @@ def test_a_minimal_object_is_valid_and_bad_ones_are_not():
     assert not validator().is_valid(tool_model({"model": "m", "serving": {"shmSize": 1.5}}))
 
 
+def test_sizes_are_bounded_at_admission():
+    assert validator().is_valid(tool_model({"model": "m", "serving": {"replicas": 1000}}))
+    assert not validator().is_valid(tool_model({"model": "m", "serving": {"replicas": 10**12}}))
+    # an inline template must fit the ConfigMap the operator writes it into (1 MiB)
+    big = "x" * 262_145
+    assert not validator().is_valid(tool_model({"model": "m", "toolCalling": {"chatTemplate": {"inline": big}}}))
+    many = {f"k{i}": "v" for i in range(65)}
+    assert not validator().is_valid(tool_model({"model": "m", "serving": {"podLabels": many}}))
+
+
 def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
     """What the API server does with a structural schema's defaults, applied to ``value``."""
     if not isinstance(value, dict) or "properties" not in schema:
