@@ -19,6 +19,8 @@ from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .caching import BoundedCache
+
 __all__ = ["TemplateRenderError", "compile_template", "normalize_messages", "render"]
 
 
@@ -41,9 +43,14 @@ def _tojson(value: Any, indent: int | None = None, separators: Any = None, sort_
     return json.dumps(value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
-@lru_cache(maxsize=4096)
+_TOJSON: BoundedCache[str] = BoundedCache("template_tojson", max_entries=4096, max_bytes=16 << 20)
+
+
 def _cached_tojson(key: bytes, indent: int | None) -> str:
-    return json.dumps(json.loads(key), ensure_ascii=False, indent=indent)
+    text = _TOJSON.get(
+        (key, indent), lambda: json.dumps(json.loads(key), ensure_ascii=False, indent=indent), 3 * len(key)
+    )
+    return text
 
 
 def _strftime_now(format: str) -> str:

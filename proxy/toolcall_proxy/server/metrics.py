@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..caching import CACHES
 
 __all__ = ["ProxyMetrics"]
 
@@ -36,5 +42,25 @@ class ProxyMetrics:
             "toolmodel_proxy_upstream_errors", "Failed upstream requests", ["reason"], registry=self.registry
         )
 
+        self.registry.register(_CacheCollector())
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """Each bounded cache's size, read when /metrics is asked."""
+
+    def collect(self) -> Iterator[Metric]:
+        entries = GaugeMetricFamily("toolmodel_proxy_cache_entries", "Entries held, by cache", labels=["cache"])
+        held = GaugeMetricFamily(
+            "toolmodel_proxy_cache_bytes", "Estimated bytes held (keys and what was made of them)", labels=["cache"]
+        )
+        evicted = CounterMetricFamily(
+            "toolmodel_proxy_cache_evictions", "Entries dropped to stay within the bounds", labels=["cache"]
+        )
+        for cache in CACHES:
+            entries.add_metric([cache.name], len(cache))
+            held.add_metric([cache.name], cache.bytes)
+            evicted.add_metric([cache.name], cache.evictions)
+        yield from (entries, held, evicted)

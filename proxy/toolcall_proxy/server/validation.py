@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ..caching import BoundedCache
 from .arguments import ArgumentsCheck
 from .errors import bad_request
 from .schemas import check_tool_schema
@@ -32,13 +32,24 @@ class Tool:
     arguments: ArgumentsCheck  # checks the arguments of a call
 
 
-@lru_cache(maxsize=2048)
+# What a checked schema costs to keep, per byte of its JSON: the parsed schema, its validator
+# and the quick check built from it (measured with tracemalloc: ~19 bytes for a 160 KB schema;
+# counted as 32 to keep the estimate on the safe side).
+_KEPT_PER_BYTE = 32
+_SCHEMAS: BoundedCache[ArgumentsCheck] = BoundedCache("tool_schemas", max_entries=2048, max_bytes=64 << 20)
+_TOOLS_LISTS: BoundedCache[tuple[Tool, ...]] = BoundedCache("tools_lists", max_entries=256, max_bytes=64 << 20)
+
+
 def _arguments_check(schema_json: bytes) -> ArgumentsCheck:
     """A checked, compiled schema. Checking a schema against the metaschema costs milliseconds,
     and clients send the same tools with every request: each distinct schema is checked once."""
-    schema = orjson.loads(schema_json)
-    Draft202012Validator.check_schema(schema)
-    return ArgumentsCheck(schema)
+
+    def compiled() -> ArgumentsCheck:
+        schema = orjson.loads(schema_json)
+        Draft202012Validator.check_schema(schema)
+        return ArgumentsCheck(schema)
+
+    return _SCHEMAS.get(schema_json, compiled, len(schema_json) * _KEPT_PER_BYTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +207,9 @@ def _tools(value: Any) -> list[Tool]:
         key = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
         return list(_checked_tools(value))  # not JSON-native: checked without the cache, and refused there
-    return list(_cached_tools(key))
-
-
-@lru_cache(maxsize=256)
-def _cached_tools(key: bytes) -> tuple[Tool, ...]:
-    """Agents send the same tools with every turn: each distinct list is checked once.
-    (Tools are read-only from here on, so requests may share them.)"""
-    return _checked_tools(orjson.loads(key))
+    # Agents send the same tools with every turn: each distinct list is checked once. (Tools are
+    # read-only from here on, so requests may share them.)
+    return list(_TOOLS_LISTS.get(key, lambda: _checked_tools(orjson.loads(key)), len(key) * _KEPT_PER_BYTE))
 
 
 def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:

@@ -1,0 +1,57 @@
+"""Caches with a bound on what they hold, not only on how many entries.
+
+Clients send the same tools with every request, so the proxy keeps the work it did on each
+distinct tools list and schema. Keyed by what a client sent, such a cache is also a way for a
+client to fill the proxy's memory: 256 entries of an 8 MB tools list is 2 GB. So each cache here
+is bounded by entries and by an estimate of the bytes it holds (its keys and what was made from
+them), evicts the least recently used first, and does not keep an entry that alone would take
+more than a quarter of its budget. ``/metrics`` shows every cache's entries, bytes and evictions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["CACHES", "BoundedCache"]
+
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[V]):
+    def __init__(self, name: str, *, max_entries: int, max_bytes: int, listed: bool = True) -> None:
+        self.name = name
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        if listed:
+            CACHES.append(self)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, make: Callable[[], V], cost: int) -> V:
+        """The value for ``key``, made by ``make`` if it is not here; ``cost`` estimates its bytes."""
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found[0]
+        value = make()  # an exception is not cached: the next request tries again (and fails again)
+        if cost <= self.max_bytes // 4:
+            self._entries[key] = (value, cost)
+            self.bytes += cost
+            while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.bytes -= dropped
+                self.evictions += 1
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+CACHES: list[BoundedCache[Any]] = []  # every cache, for /metrics

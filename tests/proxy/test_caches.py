@@ -1,0 +1,52 @@
+"""The caches keyed by what clients send are bounded by entries and by bytes, and say so in /metrics."""
+
+from __future__ import annotations
+
+from aiohttp import ClientSession
+
+from toolcall_proxy.caching import BoundedCache
+from toolcall_proxy.server import validation
+
+
+def test_the_least_recently_used_entry_goes_first_when_the_bytes_run_out():
+    cache: BoundedCache[str] = BoundedCache("test", max_entries=100, max_bytes=80, listed=False)
+    made: list[str] = []
+
+    def make(key: str) -> str:
+        made.append(key)
+        return key.upper()
+
+    for key in ("a", "b", "c", "d"):
+        assert cache.get(key, lambda key=key: make(key), 20) == key.upper()
+    cache.get("a", lambda: make("a"), 20)  # a hit: "a" is now the most recent
+    cache.get("e", lambda: make("e"), 20)  # 100 bytes: "b", the least recent, goes
+    assert made == ["a", "b", "c", "d", "e"]
+    assert (len(cache), cache.bytes, cache.evictions) == (4, 80, 1)
+    cache.get("b", lambda: make("b"), 20)
+    assert made[-1] == "b"  # made again
+
+
+def test_an_entry_that_would_take_a_quarter_of_the_budget_is_made_but_not_kept():
+    cache: BoundedCache[int] = BoundedCache("test", max_entries=10, max_bytes=100, listed=False)
+    assert cache.get("huge", lambda: 1, 26) == 1
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_distinct_large_tools_lists_stay_within_the_budget():
+    cache = validation._TOOLS_LISTS
+    cache.clear()
+    description = "d" * 50_000
+    for number in range(200):  # each list ~50 KB: kept, the oldest dropped as the budget fills
+        tool = {"type": "function", "function": {"name": f"f{number}", "description": description}}
+        validation.parse_tool_request({"messages": [{"role": "user", "content": "hi"}], "tools": [tool]})
+    assert cache.bytes <= cache.max_bytes
+    assert cache.evictions > 0 and len(cache) < 200
+
+
+async def test_metrics_show_each_cache(stack):
+    async with ClientSession() as session, session.get(stack.url + "/metrics") as response:
+        text = await response.text()
+    for cache in ("tool_schemas", "tools_lists", "template_tojson"):
+        assert f'toolmodel_proxy_cache_entries{{cache="{cache}"}}' in text
+        assert f'toolmodel_proxy_cache_bytes{{cache="{cache}"}}' in text
+        assert f'toolmodel_proxy_cache_evictions_total{{cache="{cache}"}}' in text
