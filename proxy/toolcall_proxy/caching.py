@@ -6,10 +6,13 @@ client to fill the proxy's memory: 256 entries of an 8 MB tools list is 2 GB. So
 is bounded by entries and by an estimate of the bytes it holds (its keys and what was made from
 them), evicts the least recently used first, and does not keep an entry that alone would take
 more than a quarter of its budget. ``/metrics`` shows every cache's entries, bytes and evictions.
+Requests whose new tools take long to check are checked in a worker thread, so the caches take a
+lock (never held while a value is made).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
@@ -27,22 +30,30 @@ class BoundedCache(Generic[V]):
         self.bytes = 0
         self.evictions = 0
         self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._lock = threading.Lock()
         if listed:
             CACHES.append(self)
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
     def get(self, key: Hashable, make: Callable[[], V], cost: int) -> V:
         """The value for ``key``, made by ``make`` if it is not here; ``cost`` estimates its bytes."""
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            return found[0]
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found[0]
         value = make()  # an exception is not cached: the next request tries again (and fails again)
-        if cost <= self.max_bytes // 4:
-            self._entries[key] = (value, cost)
-            self.bytes += cost
+        if cost > self.max_bytes // 4:
+            return value
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (value, cost)
+                self.bytes += cost
             while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self.bytes -= dropped
@@ -50,8 +61,9 @@ class BoundedCache(Generic[V]):
         return value
 
     def clear(self) -> None:
-        self._entries.clear()
-        self.bytes = 0
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
 
 
 CACHES: list[BoundedCache[Any]] = []  # every cache, for /metrics

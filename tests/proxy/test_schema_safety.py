@@ -141,3 +141,26 @@ def test_dynamic_refs_and_nested_ids_are_refused():
     assert refused({"$dynamicRef": "#meta"}).param == "tools[0].function.parameters.$dynamicRef"
     nested_id = {"type": "object", "properties": {"x": {"$id": "http://example.com/x", "type": "string"}}}
     assert refused(nested_id).param == "tools[0].function.parameters.properties.x.$id"
+
+
+async def test_new_tools_are_checked_off_the_event_loop_and_known_ones_on_it(stack, monkeypatch):
+    import threading
+
+    from toolcall_proxy.server import validation
+
+    threads: list[int] = []
+    check = validation._checked_tools
+
+    def recording(value: Any) -> Any:
+        threads.append(threading.get_ident())
+        return check(value)
+
+    monkeypatch.setattr(validation, "_checked_tools", recording)
+    new_tools = [tool({"type": "object", "properties": {"q": {"type": "string"}}}, name="fresh_tool")]
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": new_tools}
+    async with ClientSession() as session:
+        for _ in range(2):
+            async with session.post(stack.url + "/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+    # checked once, in a worker thread; the second time it was known and cost nothing
+    assert len(threads) == 1 and threads[0] != threading.get_ident()

@@ -26,7 +26,7 @@ from .settings import ProxySettings
 from .tokenizer import TokenizerLoader
 from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall
 from .upstream import Upstream, connection_headers
-from .validation import ChatToolRequest, needs_tool_path, parse_tool_request
+from .validation import ChatToolRequest, needs_tool_path, parse_tool_request, tools_known
 
 __all__ = ["ProxyApp", "serve"]
 
@@ -134,11 +134,10 @@ class ProxyApp:
                 if self.prompts_every_chat or (self.settings.mode == "proxy" and needs_tool_path(body)):
                     self._ensure_tokenizer()
                     exchange.kind = "tools"
-                    tool_request = parse_tool_request(body)
-                    if tool_request.stream:
-                        self._tools_streaming(exchange, tool_request)
-                    else:
-                        self._spawn(exchange, self._tools(exchange, tool_request))
+                    if tools_known(body):
+                        self._start_tools(exchange, parse_tool_request(body))
+                    else:  # new schemas take milliseconds each to check: not on the event loop
+                        self._spawn(exchange, self._check_then_start_tools(exchange, body))
                     return
             self._relay(exchange)
         except ProxyError as error:
@@ -232,6 +231,17 @@ class ProxyApp:
         exchange.on_disconnect = call.abort
 
     # -- tools ----------------------------------------------------------------------------
+    def _start_tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
+        if request.stream:
+            self._tools_streaming(exchange, request)
+        else:
+            self._spawn(exchange, self._tools(exchange, request))
+
+    async def _check_then_start_tools(self, exchange: Exchange, body: dict[str, Any]) -> None:
+        request = await asyncio.to_thread(parse_tool_request, body)
+        if not exchange.closed:
+            self._start_tools(exchange, request)
+
     async def _tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
         tool_path = self.tool_path
         call = tool_path.upstream_call(request)

@@ -29,6 +29,7 @@ import referencing
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
+from ..caching import BoundedCache
 from .errors import bad_request
 
 __all__ = ["MAX_SCHEMA_DEPTH", "MAX_SCHEMA_NODES", "check_tool_schema", "safe_validator"]
@@ -185,18 +186,12 @@ def _check_pattern(pattern: str, where: str) -> None:
         ) from None
 
 
-_PATTERNS: dict[str, Any] = {}
-_MAX_PATTERNS = 1024
+# RE2 programs, shared by every schema that uses the pattern (its size times 64 estimates one)
+_PATTERNS: BoundedCache[Any] = BoundedCache("schema_patterns", max_entries=1024, max_bytes=16 << 20)
 
 
 def _compiled(pattern: str) -> Any:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = re2.compile(pattern, _RE2_OPTIONS)
-        if len(_PATTERNS) >= _MAX_PATTERNS:
-            _PATTERNS.pop(next(iter(_PATTERNS)))  # oldest first: a bounded cache
-        _PATTERNS[pattern] = compiled
-    return compiled
+    return _PATTERNS.get(pattern, lambda: re2.compile(pattern, _RE2_OPTIONS), 64 * len(pattern) + 1024)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:

@@ -16,7 +16,7 @@ from .arguments import ArgumentsCheck
 from .errors import bad_request
 from .schemas import check_tool_schema
 
-__all__ = ["ChatToolRequest", "Tool", "ToolChoice", "needs_tool_path", "parse_tool_request"]
+__all__ = ["ChatToolRequest", "Tool", "ToolChoice", "needs_tool_path", "parse_tool_request", "tools_known"]
 
 MAX_TOOLS = 128
 _FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_\-.:]{1,64}\Z")
@@ -103,6 +103,18 @@ def needs_tool_path(body: Mapping[str, Any]) -> bool:
         isinstance(message, dict) and (message.get("role") in ("tool", "function") or message.get("tool_calls"))
         for message in messages
     )
+
+
+def tools_known(body: Mapping[str, Any]) -> bool:
+    """Whether this request's tools were checked before (or it has none): then checking it is
+    microseconds, and it may be done on the event loop."""
+    tools = body.get("tools")
+    if not tools:
+        return True
+    try:
+        return orjson.dumps(tools) in _TOOLS_LISTS
+    except (TypeError, orjson.JSONEncodeError):
+        return True  # refused at once, without a schema checked
 
 
 def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
