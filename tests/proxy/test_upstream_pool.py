@@ -799,3 +799,19 @@ async def test_close_does_not_retry_calls_in_flight_on_reused_connections(upstre
     assert sink.finished.done(), "the call never finished"
     error = sink.finished.result()
     assert isinstance(error, ProxyError) and error.status == 502
+
+
+async def test_out_of_file_descriptors_is_said_as_the_proxys_limit_not_the_engines(upstream_for, monkeypatch):
+    import errno as errnos
+
+    pool = await upstream_for(f"http://127.0.0.1:{free_port()}")
+    loop = asyncio.get_running_loop()
+
+    async def no_descriptors(*args: object, **kwargs: object) -> None:
+        raise OSError(errnos.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(loop, "create_connection", no_descriptors)
+    with pytest.raises(ProxyError) as caught:
+        await asyncio.wait_for(pool.fetch("GET", "/health", []), WAIT)
+    assert caught.value.status == 503 and caught.value.code == "proxy_out_of_file_descriptors"
+    assert "no file descriptors left" in caught.value.message and "not reachable" not in caught.value.message

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import ssl
@@ -383,13 +384,12 @@ class Upstream:
             return
         except OSError as error:
             call.connecting = None
-            call.fail(
-                self.failure(
-                    "unreachable",
-                    503,
-                    f"the model server is not reachable ({_reason(error)}); it may still be loading the model",
-                )
-            )
+            if error.errno in (errno.EMFILE, errno.ENFILE):  # the proxy's own limit, not the engine's state
+                message = "the proxy has no file descriptors left for a connection to the model server; retry shortly"
+                call.fail(self.failure("no_descriptors", 503, message))
+            else:
+                message = f"the model server is not reachable ({_reason(error)}); it may still be loading the model"
+                call.fail(self.failure("unreachable", 503, message))
             return
         call.connecting = None
         if call.done:  # aborted while connecting: keep the connection for the next request
@@ -458,6 +458,7 @@ class _Collected:
 # reason -> (error type, error code) of the answer
 _FAILURES = {
     "unreachable": ("service_unavailable", "upstream_unreachable"),
+    "no_descriptors": ("service_unavailable", "proxy_out_of_file_descriptors"),
     "timeout": ("timeout", "upstream_timeout"),
     "broken_response": ("upstream_error", "upstream_broken"),
     "protocol": ("upstream_error", "upstream_error"),
