@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -162,6 +163,21 @@ class FakeEngine:
         app.router.add_get("/health", self.health)
         app.router.add_route("*", "/{tail:.*}", self.other)
         return app
+
+
+@contextlib.asynccontextmanager
+async def serving(route: str, handler: Callable[[web.Request], Any]) -> AsyncIterator[str]:
+    """A small loopback HTTP server answering GET ``route`` with ``handler``; yields its base URL."""
+    app = web.Application()
+    app.router.add_get(route, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
+from fake_engine import serving
 
 from toolcall_proxy import hub
 from toolcall_proxy.dialects import DIALECTS, get_dialect
@@ -180,20 +181,11 @@ async def test_the_hub_is_asked_with_the_token_when_nothing_is_cached(tmp_path, 
             return web.Response(status=404)
         return web.Response(body=(chatglm3_tokenizer_dir / name).read_bytes())
 
-    app = web.Application()
-    app.router.add_get("/{org}/{name}/resolve/{revision}/{file}", resolve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    try:
+    async with serving("/{org}/{name}/resolve/{revision}/{file}", resolve) as hub_url:
+        monkeypatch.setenv("HF_ENDPOINT", hub_url)
         loader, failures = await load("THUDM/chatglm3-6b", revision="v1.0", download_dir=tmp_path / "own")
-    finally:
-        await runner.cleanup()
     assert not failures and loader.tokenizer is not None
     assert ("/THUDM/chatglm3-6b/resolve/v1.0/tokenizer.model", "Bearer hf_secret") in asked
     assert Path(loader.tokenizer.source) == tmp_path / "own" / "THUDM--chatglm3-6b" / "v1.0"

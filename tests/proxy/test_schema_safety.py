@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
+from fake_engine import serving
 
 from toolcall_proxy.server.arguments import ArgumentsCheck
 from toolcall_proxy.server.errors import ProxyError
@@ -33,25 +34,15 @@ async def test_a_ref_to_a_url_is_refused_and_never_fetched(stack):
         hits.append(request.path)
         return web.json_response({"type": "string"})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/internal/secret.json"
-    body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": "hi"}],
-        "tools": [tool({"type": "object", "properties": {"x": {"$ref": url}}})],
-    }
-    try:
+    async with serving("/{tail:.*}", record) as server:
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [tool({"type": "object", "properties": {"x": {"$ref": f"{server}/internal/secret.json"}}})],
+        }
         async with ClientSession() as session, session.post(stack.url + "/v1/chat/completions", json=body) as response:
             status, error = response.status, (await response.json())["error"]
         await asyncio.sleep(0.05)
-    finally:
-        await runner.cleanup()
     assert status == 400
     assert error["param"] == "tools[0].function.parameters.properties.x.$ref"
     assert "points outside the schema" in error["message"] and "#/$defs/Name" in error["message"]
