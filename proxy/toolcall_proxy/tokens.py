@@ -15,7 +15,9 @@ marker here, so text from a request can never become a control token.
 
 from __future__ import annotations
 
+import io
 import json
+import random
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -288,9 +290,6 @@ def train_demo_tokenizer(directory: str | Path, layout: TokenLayout, *, vocab_si
     Byte fallback makes every text encodable; the corpus is fixed, so the same files come out of
     every run. It walks the same code as the real tokenizer: only the ids differ.
     """
-    import io
-    import random
-
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)

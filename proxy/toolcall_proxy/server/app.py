@@ -51,7 +51,7 @@ class ProxyApp:
             api_key=settings.upstream_api_key,
             metrics=self.metrics,
         )
-        self.tool_path = ToolPath(self.dialect, settings, self.metrics, self._tokenizer_state)
+        self.tool_path = ToolPath(self.dialect, settings, self.metrics)
         # Token-id dialects: every chat request is prompted here, none relayed as text (the
         # engine's tokenizer would spell the control tokens out), once the tokenizer is loaded.
         self.prompts_every_chat = self.dialect.prompt_form == "token_ids" and settings.mode == "proxy"
@@ -102,14 +102,6 @@ class ProxyApp:
         if self.tokenizer_loader is not None:
             await self.tokenizer_loader.close()
         await self.upstream.close()
-
-    def _tokenizer_state(self) -> str:
-        loader = self.tokenizer_loader
-        if loader is None:
-            return "no tokenizer"
-        if loader.tokenizer is not None and self.tool_path.tokenizer is None:
-            self.tool_path.tokenizer = loader.tokenizer
-        return loader.state
 
     def _fail_start(self, reason: str) -> None:
         """The proxy cannot serve (a wrong or missing tokenizer): ``serve`` ends with this."""

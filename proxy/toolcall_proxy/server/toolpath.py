@@ -6,7 +6,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,18 +118,11 @@ class Answer:
 
 
 class ToolPath:
-    def __init__(
-        self,
-        dialect: Dialect,
-        settings: ProxySettings,
-        metrics: ProxyMetrics,
-        tokenizer_state: Callable[[], str] = lambda: "no tokenizer",
-    ) -> None:
+    def __init__(self, dialect: Dialect, settings: ProxySettings, metrics: ProxyMetrics) -> None:
         self.dialect = dialect
         self.settings = settings
         self.metrics = metrics
         self.tokenizer: PromptTokenizer | None = None  # set once loaded, for token-id dialects
-        self.tokenizer_state = tokenizer_state
 
     # -- the upstream request --------------------------------------------------------------
     def upstream_call(self, request: ChatToolRequest, *, retry: bool = False) -> UpstreamCall:
@@ -199,7 +192,7 @@ class ToolPath:
 
     def loaded_tokenizer(self) -> PromptTokenizer:
         if self.tokenizer is None:
-            raise ProxyError(503, f"the proxy is not ready: {self.tokenizer_state()}", type="server_error")
+            raise ProxyError(503, "the proxy is not ready: its tokenizer is not loaded yet", type="server_error")
         return self.tokenizer
 
     def _prompt_fields(self) -> dict[str, Any]:
