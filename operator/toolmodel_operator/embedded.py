@@ -101,8 +101,8 @@ def emulated_api_server() -> Iterator[str]:
 
 
 @contextmanager
-def operator_thread(config: OperatorConfig) -> Iterator[None]:
-    """The operator, running until the block ends."""
+def operator_thread(config: OperatorConfig, *, liveness_endpoint: str | None = None) -> Iterator[None]:
+    """The operator, running until the block ends (with kopf's liveness endpoint, if given)."""
     stop, ready = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
@@ -116,6 +116,7 @@ def operator_thread(config: OperatorConfig) -> Iterator[None]:
                     namespaces=config.namespaces,
                     stop_flag=stop,
                     ready_flag=ready,
+                    liveness_endpoint=liveness_endpoint,
                 )
             )
         except BaseException as error:  # handed to the caller below

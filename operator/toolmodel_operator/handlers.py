@@ -250,6 +250,11 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
         settings.watching.server_timeout = 300
         resyncs.append(asyncio.create_task(resync_forever()))
 
+    @kopf.on.probe(id="resync", registry=registry)
+    def resync_probe(**_: Any) -> str:
+        # kopf's liveness endpoint (the chart's livenessProbe) fails while this raises.
+        return resync_liveness(resyncs)
+
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         for task in resyncs:
@@ -287,6 +292,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
         )
 
     return registry
+
+
+def resync_liveness(resyncs: list[asyncio.Task[None]]) -> str:
+    """ "running" while the periodic resync runs; an error once it has stopped, so that the
+    liveness probe restarts an operator whose safety net is gone."""
+    if resyncs and all(task.done() for task in resyncs):
+        raise RuntimeError("the periodic resync has stopped: the operator is restarted to bring it back")
+    return "running" if resyncs else "starting"
 
 
 async def _safely(work: Awaitable[None], body: Mapping[str, Any]) -> None:

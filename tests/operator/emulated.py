@@ -34,9 +34,11 @@ async def emulated_cluster() -> AsyncIterator[Cluster]:
 
 
 @asynccontextmanager
-async def running_operator(cluster: Cluster, **settings: Any) -> AsyncIterator[None]:
+async def running_operator(
+    cluster: Cluster, *, liveness_endpoint: str | None = None, **settings: Any
+) -> AsyncIterator[None]:
     config = OperatorConfig(connection=kopf.ConnectionInfo(server=cluster.url), resync_seconds=0.5, **settings)
-    running = operator_thread(config)
+    running = operator_thread(config, liveness_endpoint=liveness_endpoint)
     await asyncio.to_thread(running.__enter__)
     try:
         yield

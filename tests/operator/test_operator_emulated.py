@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from emulated import Cluster, emulated_cluster, eventually, running_operator
 
+from toolmodel_operator.handlers import resync_liveness
 from toolmodel_operator.kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, PODS, SECRETS, SERVICES, TOOLMODELS
 
 EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples" / "sim.yaml").read_text())
@@ -300,3 +303,34 @@ async def test_a_malformed_toolmodel_gets_its_status_and_the_resync_keeps_runnin
 
 async def _ready_message(cluster: Cluster, name: str) -> str:
     return str(condition(await status_of(cluster, name), "Ready").get("message", ""))
+
+
+async def test_the_liveness_endpoint_reports_the_resync(cluster):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with running_operator(cluster, liveness_endpoint=f"http://127.0.0.1:{port}/healthz"):
+        async with aiohttp.ClientSession() as session:
+
+            async def healthy() -> dict[str, Any] | None:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        body = await response.json()
+                except aiohttp.ClientConnectorError:
+                    return None  # the endpoint is not listening yet
+                return body if response.status == 200 and body.get("resync") == "running" else None
+
+            assert (await eventually(healthy))["resync"] == "running"
+
+
+async def test_a_stopped_resync_fails_the_liveness_probe():
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(forever())
+    assert resync_liveness([]) == "starting"
+    assert resync_liveness([task]) == "running"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    with pytest.raises(RuntimeError, match="resync has stopped"):
+        resync_liveness([task])
