@@ -25,7 +25,6 @@ __all__ = [
     "is_model_id",
     "offline",
     "simulated_tokenizer_dir",
-    "write_snapshot",
 ]
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}\Z")
@@ -91,23 +90,6 @@ def cached_snapshot(
         if all((snapshot / name).is_file() for name in files):
             return snapshot
     return None
-
-
-def write_snapshot(
-    model_id: str, source: Path, files: Sequence[str], revision: str = "main", cache: Path | None = None
-) -> Path:
-    """Copies ``files`` from ``source`` into the cache as a snapshot of ``model_id``, the way a
-    download lays them out (the simulated engine stands in for vLLM's download with this)."""
-    repo = _repo_dir(cache or cache_dir(), model_id)
-    commit = "0" * 40 if revision == "main" else revision
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        if (source / name).is_file():
-            _write_atomically(snapshot / name, (source / name).read_bytes())
-    (repo / "refs").mkdir(exist_ok=True)
-    _write_atomically(repo / "refs" / revision, commit.encode())
-    return snapshot
 
 
 def download(

@@ -13,7 +13,6 @@ import pytest
 from aiohttp import ClientSession, web
 from fake_engine import serving
 
-from toolcall_proxy import hub
 from toolcall_proxy.dialects import DIALECTS, get_dialect
 from toolcall_proxy.server.metrics import ProxyMetrics
 from toolcall_proxy.server.settings import ProxySettings
@@ -140,7 +139,7 @@ async def test_no_tokenizer_given_is_a_failure_that_says_how_to_give_one():
 
 
 async def test_a_model_id_is_found_in_the_cache_the_engine_downloads_into(
-    tmp_path, monkeypatch, chatglm3_tokenizer_dir
+    tmp_path, monkeypatch, chatglm3_tokenizer_dir, engine_download
 ):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no download
@@ -153,7 +152,7 @@ async def test_a_model_id_is_found_in_the_cache_the_engine_downloads_into(
         await asyncio.sleep(0.01)
     assert "the download failed" in loader.state
     # the engine finishes its download
-    hub.write_snapshot("THUDM/chatglm3-6b", chatglm3_tokenizer_dir, ["tokenizer.model", "tokenizer_config.json"])
+    engine_download("THUDM/chatglm3-6b", chatglm3_tokenizer_dir, ["tokenizer.model", "tokenizer_config.json"])
     for _ in range(300):
         if loader.tokenizer is not None:
             break

@@ -292,7 +292,7 @@ async def test_prompt_ids_are_checked_and_counted(sim: Sim, chatglm3_2024):
 
 
 def test_without_a_tokenizer_the_demo_one_is_published_beside_the_cache_never_in_it(
-    hugging_face_cache: Path, chatglm3_2024: Path, caplog: pytest.LogCaptureFixture
+    hugging_face_cache: Path, chatglm3_2024: Path, caplog: pytest.LogCaptureFixture, engine_download
 ):
     with caplog.at_level(logging.INFO, logger="toolcall_proxy.sim"):
         SimConfig.from_args(parse_args([MODEL, "--dialect", "chatglm3"]))
@@ -304,7 +304,7 @@ def test_without_a_tokenizer_the_demo_one_is_published_beside_the_cache_never_in
     # for the model's own tokenizer
     assert hub.cached_snapshot(MODEL, ["tokenizer.model"]) is None
     # a real tokenizer in the cache is the model's own: it is served, and published in its place
-    snapshot = hub.write_snapshot(MODEL, chatglm3_2024, ["tokenizer.model", "tokenizer_config.json"])
+    snapshot = engine_download(MODEL, chatglm3_2024, ["tokenizer.model", "tokenizer_config.json"])
     assert SimConfig.from_args(parse_args([MODEL, "--dialect", "chatglm3"])).tokenizer == snapshot
     assert (published / "tokenizer.model").read_bytes() == (chatglm3_2024 / "tokenizer.model").read_bytes()
 
@@ -324,11 +324,11 @@ async def test_the_demo_tokenizer_has_chatglm3s_control_ids_after_its_vocabulary
     assert parse("chatglm3", choice["text"].strip())[1] == [("get_current_weather", {"location": "San Francisco"})]
 
 
-def test_the_tokenizer_flag_takes_a_directory_or_a_cached_model_id(chatglm3_2024):
+def test_the_tokenizer_flag_takes_a_directory_or_a_cached_model_id(chatglm3_2024, engine_download):
     assert SimConfig.from_args(
         parse_args(["m", "--dialect", "chatglm3", "--tokenizer", str(chatglm3_2024)])
     ).tokenizer == (chatglm3_2024)
-    snapshot = hub.write_snapshot(MODEL, chatglm3_2024, ["tokenizer.model", "tokenizer_config.json"])
+    snapshot = engine_download(MODEL, chatglm3_2024, ["tokenizer.model", "tokenizer_config.json"])
     assert SimConfig.from_args(parse_args(["m", "--dialect", "chatglm3", "--tokenizer", MODEL])).tokenizer == snapshot
     with pytest.raises(ConfigError, match="--tokenizer THUDM/other: neither a directory"):
         SimConfig.from_args(parse_args(["m", "--dialect", "chatglm3", "--tokenizer", "THUDM/other"]))
