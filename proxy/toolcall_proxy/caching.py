@@ -5,7 +5,10 @@ distinct tools list and schema. Keyed by what a client sent, such a cache is als
 client to fill the proxy's memory: 256 entries of an 8 MB tools list is 2 GB. So each cache here
 is bounded by entries and by an estimate of the bytes it holds (its keys and what was made from
 them), evicts the least recently used first, and does not keep an entry that alone would take
-more than a quarter of its budget. ``/metrics`` shows every cache's entries, bytes and evictions.
+more than a quarter of its budget. It keeps an entry only the second time its key is asked for
+(the first time, it remembers the key's hash): an agent sends the same tools again with its next
+turn, while a flood of keys each sent once, as an attacker sends them, leaves nothing behind and
+the memory returns when the flood ends. ``/metrics`` shows every cache's entries, bytes and evictions.
 Requests whose new tools take long to check are checked in a worker thread, so the caches take a
 lock (never held while a value is made).
 """
@@ -30,6 +33,7 @@ class BoundedCache(Generic[V]):
         self.bytes = 0
         self.evictions = 0
         self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._seen_once: dict[int, None] = {}  # hashes of keys asked for once, oldest first
         self._lock = threading.Lock()
         if listed:
             CACHES.append(self)
@@ -51,6 +55,8 @@ class BoundedCache(Generic[V]):
         if cost > self.max_bytes // 4:
             return value
         with self._lock:
+            if not self._second_sight(hash(key)):
+                return value
             if key not in self._entries:
                 self._entries[key] = (value, cost)
                 self.bytes += cost
@@ -60,9 +66,19 @@ class BoundedCache(Generic[V]):
                 self.evictions += 1
         return value
 
+    def _second_sight(self, digest: int) -> bool:
+        """Whether ``digest`` was asked for before; if not, remembers it (lock held)."""
+        if self._seen_once.pop(digest, False) is None:
+            return True
+        self._seen_once[digest] = None
+        if len(self._seen_once) > 4 * self.max_entries:
+            del self._seen_once[next(iter(self._seen_once))]
+        return False
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._seen_once.clear()
             self.bytes = 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from toolcall_proxy.server.errors import ProxyError
 from toolcall_proxy.server.http import Exchange, HttpServer, Limits
 
 WAIT = 2.0  # seconds any single expected event may take before the test fails
@@ -651,8 +652,12 @@ async def test_shutdown_closes_answers_still_in_progress_when_the_grace_runs_out
         b"GET / HTTP/1.1\r\nhost: test\r\nx-a: one\x00two\r\n\r\n",  # NUL in a value
         b"GET /a\rb HTTP/1.1\r\nhost: test\r\n\r\n",  # CR in the target
         b"GET /a\x00b HTTP/1.1\r\nhost: test\r\n\r\n",  # NUL in the target
+        # A line break inside the target cuts the request line short: llhttp reads HTTP/0.9 and
+        # would take the rest of the target as a header.
+        b"GET /v1/models\nx-injected: 1 HTTP/1.1\r\nhost: test\r\n\r\n",
+        b"GET /v1/models\r\nx-injected: 1 HTTP/1.1\r\nhost: test\r\n\r\n",
     ],
-    ids=["folded value", "NUL in a value", "CR in the target", "NUL in the target"],
+    ids=["folded value", "NUL in a value", "CR in the target", "NUL in the target", "LF in the target", "CRLF in it"],
 )
 async def test_a_control_character_in_the_target_or_a_value_is_a_400_never_handled(serve, connect, request_head):
     handler = Recorder()
@@ -677,6 +682,27 @@ async def test_too_many_or_too_large_headers_are_a_431_and_a_long_target_a_414(s
     long_target.send(get("/" + "a" * 5000))
     assert (await long_target.response()).status == 414
     assert handler.handled == []
+
+
+async def test_a_header_line_that_never_ends_is_cut_a_read_past_the_limit(serve, connect):
+    # httptools gives a header over only when its line ends: the front end counts what arrives.
+    handler = Recorder()
+    client = await connect(await serve(handler, limits=Limits(max_header_bytes=4096)))
+    client.send(b"GET / HTTP/1.1\r\nhost: test\r\nx-big: " + b"v" * (3 << 20))
+    assert (await client.response()).status == 431
+    assert await client.closed_by_server()
+    assert handler.handled == []
+
+
+async def test_a_body_malformed_after_the_headers_were_refused_gets_one_answer(serve, connect, caplog):
+    handler = Recorder()
+    server = await serve(handler)
+    server.admit = lambda path, headers: ProxyError(401, "no key", code="invalid_api_key")
+    client = await connect(server)
+    client.send(b"POST /t HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n")
+    assert (await client.response()).status == 401
+    assert await client.closed_by_server()
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 async def test_trailer_fields_of_a_chunked_body_never_become_headers(serve, connect):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import ClientSession
 from fake_engine import free_port
+
+from toolcall_proxy.server import app as app_module
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -108,7 +111,7 @@ BAD_REQUESTS = [
             "messages": MESSAGES,
             "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}],
         },
-        "tools[0].function.parameters",
+        "tools[0].function.parameters.type",
         id="invalid-json-schema",
     ),
     pytest.param(
@@ -337,3 +340,31 @@ async def test_a_client_that_disconnects_mid_stream_cancels_the_engine_request(s
     async with ClientSession() as session, session.post(stack.url + "/v1/chat/completions", json=body) as response:
         await response.content.readuntil(b"\n\n")
     await asyncio.wait_for(stack.engine.cancelled.wait(), timeout=5)
+
+
+async def test_a_client_error_is_one_debug_line_and_a_proxy_fault_one_traceback(stack, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG, logger="toolmodel.proxy")
+    bad = {"model": "m", "messages": [{"role": ["user"], "content": "x"}], "tools": [TOOL]}
+    status, _ = await post(stack.url + "/v1/chat/completions", bad)
+    assert status == 400
+    client_records = [r for r in caplog.records if r.name == "toolmodel.proxy"]
+    assert [r.levelno for r in client_records] == [logging.DEBUG]
+    assert client_records[0].exc_info is None and "messages[0].role" in client_records[0].getMessage()
+
+    caplog.clear()
+
+    def broken(body: Any) -> Any:
+        raise RuntimeError("a bug in the proxy")
+
+    known = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [TOOL]}
+    for _ in range(2):  # kept the second time: known tools are read on the event loop
+        assert (await post(stack.url + "/v1/chat/completions", known))[0] == 200
+    caplog.clear()
+    monkeypatch.setattr(app_module, "parse_tool_request", broken)
+    fresh = {**known, "tools": [{"type": "function", "function": {"name": "fresh"}}]}  # read in a worker thread
+    for body in (known, fresh):
+        status, answer = await post(stack.url + "/v1/chat/completions", body)
+        assert status == 500 and answer["error"]["type"] == "server_error"
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 2 and all(r.levelno == logging.ERROR for r in tracebacks)
+    assert "Traceback" not in "".join(r.getMessage() for r in caplog.records)

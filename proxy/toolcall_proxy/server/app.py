@@ -10,8 +10,10 @@ import asyncio
 import hmac
 import logging
 import signal
+import sys
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -45,6 +47,11 @@ class ProxyApp:
         self.settings = settings
         self.dialect = get_dialect(settings.dialect)
         self.metrics = ProxyMetrics()
+        # New tools are checked in one thread of their own: a flood of them then queues there. With
+        # a pool, several checking threads would take turns at the GIL ahead of the event loop, each
+        # holding it for its 5 ms switch interval, and every other request would wait that convoy
+        # out at each step (measured: 280 ms for an ordinary request beside ten large new schemas).
+        self._schema_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-check")
         self.upstream = Upstream(
             settings.upstream_base,
             timeout=settings.upstream_timeout,
@@ -102,6 +109,7 @@ class ProxyApp:
         if self.tokenizer_loader is not None:
             await self.tokenizer_loader.close()
         await self.upstream.close()
+        self._schema_checker.shutdown(wait=False, cancel_futures=True)
 
     def _fail_start(self, reason: str) -> None:
         """The proxy cannot serve (a wrong or missing tokenizer): ``serve`` ends with this."""
@@ -133,7 +141,7 @@ class ProxyApp:
                     return
             self._relay(exchange)
         except ProxyError as error:
-            exchange.respond(error.status, error.body(), _JSON)
+            _fail(exchange, error)
 
     def completed(self, exchange: Exchange) -> None:
         status = exchange.status if exchange.ended else 499  # 499: the client went away first
@@ -230,7 +238,8 @@ class ProxyApp:
             self._spawn(exchange, self._tools(exchange, request))
 
     async def _check_then_start_tools(self, exchange: Exchange, body: dict[str, Any]) -> None:
-        request = await asyncio.to_thread(parse_tool_request, body)
+        loop = asyncio.get_running_loop()
+        request = await loop.run_in_executor(self._schema_checker, parse_tool_request, body)
         if not exchange.closed:
             self._start_tools(exchange, request)
 
@@ -400,13 +409,17 @@ class _ToolStream:
 
 # -- helpers --------------------------------------------------------------------------------
 def _fail(exchange: Exchange, error: ProxyError) -> None:
-    """Answers with the error, or, once a stream has begun, ends it with an error frame."""
+    """Answers with the error, or, once a stream has begun, ends it with an error frame. Logged in
+    one line: at debug when the client caused it (its answer says what was wrong), else a warning."""
+    request = exchange.request
+    level = logging.DEBUG if error.status < 500 else logging.WARNING
+    began = " (after the response began)" if exchange.started else ""
+    log.log(level, "%s %s: %d %s%s", request.method, request.path, error.status, error.message, began)
     if exchange.ended:
         return
     if not exchange.started:
         exchange.respond(error.status, error.body(), _JSON)
         return
-    log.warning("error after the response began: %s", error.message)
     exchange.end(b"data: " + error.body() + b"\n\ndata: [DONE]\n\n")
 
 
@@ -431,6 +444,9 @@ def _choice_text(answer: dict[str, Any], reader: OutputReader) -> tuple[str, str
 async def serve(settings: ProxySettings) -> int:
     """Runs the proxy until SIGTERM or SIGINT, then drains answers in progress; the exit code is 1
     when it could not serve (its tokenizer is wrong or never came)."""
+    # A thread checking new tools hands the GIL to the event loop after at most this long (5 ms by
+    # default): each step of every other request waits for it (see ``ProxyApp._schema_checker``).
+    sys.setswitchinterval(0.001)
     app = ProxyApp(settings)
     await app.start()
     log.info(

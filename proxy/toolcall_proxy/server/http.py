@@ -13,10 +13,11 @@ client disconnects (the handler is told at once, so it can cancel the upstream r
 What it refuses, so that nothing it forwards is other than what it checked and no client holds
 it: a request line and headers over ``max_header_bytes`` or ``max_headers`` (414, 431, as nginx),
 a target or header value holding CR, LF or NUL (400: RFC 9110 5.5 forbids them, and a bare LF
-would start a header of its own upstream), headers that take longer than ``header_timeout`` or a
-body longer than ``body_timeout`` in total, however slowly it trickles (408), and connections
-past ``max_connections`` (503, closed). Chunked trailer fields are read and dropped, never made
-headers (RFC 9112 7.1.2).
+would start a header of its own upstream), a request line without its HTTP/1.x version (400:
+an HTTP/0.9 line followed by headers is a target cut short by a line break), headers that take
+longer than ``header_timeout`` or a body longer than ``body_timeout`` in total, however slowly
+it trickles (408), and connections past ``max_connections`` (503, closed). Chunked trailer fields
+are read and dropped, never made headers (RFC 9112 7.1.2).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ log = logging.getLogger("toolmodel.proxy")
 
 Headers = list[tuple[bytes, bytes]]
 
+
+class _StopParsing(Exception):
+    """Raised by a parser callback once the request is refused: httptools stops there, instead of
+    calling back for each of the (say) 10,000 header lines still in the buffer."""
+
+
+_HEAD_READ_SLACK = 1 << 20  # more than one socket read (uvloop reads up to 256 KiB)
 _FORBIDDEN_IN_FIELDS = re.compile(rb"[\r\n\x00]")
 _LINGER_SECONDS = 2.0
 _KEEP_ALIVE_SECONDS = 75.0  # longer than the usual client pool's idle time, so the client closes first
@@ -224,6 +232,7 @@ class _ClientConnection(asyncio.Protocol):
         self._size = 0
         self._head_size = 0  # bytes of the request line and headers read so far
         self._head_done = False
+        self._open_head_bytes = 0  # bytes received while a request's head was unfinished
         self.reading_since: float | None = None  # a request is arriving: since when
         self._rejected = False  # answered before its body arrived; the connection closes
         self._queue: deque[Request] = deque()
@@ -251,8 +260,21 @@ class _ClientConnection(asyncio.Protocol):
             self._rejected = True  # protocol switches are not offered: answer what was asked, then close
             if self._current is None:
                 self.close()
+        except httptools.HttpParserCallbackError:
+            if not self._rejected:
+                raise  # a callback's own failure, not a refusal
+            return
         except httptools.HttpParserError as error:
             self._reject(400, f"malformed HTTP request: {error}", "invalid_http")
+            return
+        if not self._head_done:
+            # httptools hands a header over only once its line has ended, buffering it until then:
+            # without this count a 64 MB header line would be read whole before on_header saw it.
+            # A read may also hold the end of the previous request, hence the slack.
+            self._open_head_bytes += len(data)
+            limits = self._server.limits
+            if self._open_head_bytes > limits.max_header_bytes + _HEAD_READ_SLACK:
+                self._reject(431, f"the request's headers exceed {limits.max_header_bytes} bytes", "headers_too_large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -282,17 +304,21 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         if self._rejected:
-            return
+            raise _StopParsing
         self._url += url
         self._head_size += len(url)
         limit = self._server.limits.max_header_bytes
         if len(self._url) > limit:
             self._reject(414, f"the request target is longer than {limit} bytes", "uri_too_long")
-        elif _FORBIDDEN_IN_FIELDS.search(url):
+            raise _StopParsing
+        if _FORBIDDEN_IN_FIELDS.search(url):
             self._reject(400, "the request target holds a control character (CR, LF, NUL)", "invalid_http")
+            raise _StopParsing
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._rejected or self._head_done:
+        if self._rejected:
+            raise _StopParsing
+        if self._head_done:
             return  # a chunked body's trailer fields: read and dropped, never headers
         limits = self._server.limits
         self._head_size += len(name) + len(value) + 4
@@ -302,28 +328,34 @@ class _ClientConnection(asyncio.Protocol):
                 f"the request's headers exceed {limits.max_headers} fields or {limits.max_header_bytes} bytes",
                 "headers_too_large",
             )
-        elif _FORBIDDEN_IN_FIELDS.search(value):
+            raise _StopParsing
+        if _FORBIDDEN_IN_FIELDS.search(value):
             self._reject(
                 400, f"header {name.decode('latin-1')!r} holds a control character (CR, LF, NUL)", "invalid_http"
             )
-        else:
-            self._headers.append((name.lower(), value))
+            raise _StopParsing
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._head_done = True
+        self._head_done, self._open_head_bytes = True, 0
         if self._rejected:
-            return
+            raise _StopParsing
+        if self._parser.get_http_version() not in ("1.1", "1.0"):
+            # llhttp reads a request line without its version (cut short by a bare LF or a CR LF
+            # inside the target) as HTTP/0.9 and what follows as headers: an injected header.
+            self._reject(400, "the request line must end with ' HTTP/1.1' (CR LF ends it)", "invalid_http")
+            raise _StopParsing
         admit = self._server.admit
         refusal = admit(httptools.parse_url(self._url).path, self._headers) if admit is not None else None
         if refusal is not None:  # before its body is read: a refused client costs only its headers
             self._reject(refusal.status, refusal.message, refusal.code or "refused")
-            return
+            raise _StopParsing
         limit = self._server.max_body_bytes
         expect_continue = False
         for name, value in self._headers:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 self._reject(413, _too_large(limit), "request_too_large")
-                return
+                raise _StopParsing
             if name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
         if expect_continue:
@@ -338,11 +370,11 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
-            return
+            raise _StopParsing
         self._size += len(body)
         if self._size > self._server.max_body_bytes:
             self._reject(413, _too_large(self._server.max_body_bytes), "request_too_large")
-            return
+            raise _StopParsing
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -375,7 +407,7 @@ class _ClientConnection(asyncio.Protocol):
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             if not exchange.started:
-                exchange.respond(500, b'{"error":{"message":"internal error in the proxy"}}', _JSON)
+                exchange.respond(500, ProxyError(500, "internal error in the proxy", type="server_error").body(), _JSON)
             elif not exchange.ended:
                 self.close()
 
@@ -424,7 +456,11 @@ class _ClientConnection(asyncio.Protocol):
 
     # -- refusals and timers -----------------------------------------------------------
     def _reject(self, status: int, message: str, code: str) -> None:
-        """Answers a request that cannot be read to its end, then closes the connection."""
+        """Answers a request that cannot be read to its end, then closes the connection. The first
+        refusal is the answer (a parser error in the body of a request already refused by its
+        headers is not a second one)."""
+        if self._rejected:
+            return
         self._rejected = True
         self._body = []
         if self._current is not None or self._transport is None:

@@ -17,6 +17,12 @@ Service, and three of its features could turn the proxy against itself:
   the value (``$defs/a`` is ``{"$ref": "#/$defs/a"}``, or ``allOf`` around it) are refused: a
   validator would recurse on them forever. A recursive schema that steps into the value (a tree
   whose ``children`` are items of ``#``) is fine.
+
+The same walk checks each keyword's value against draft 2020-12's metaschema (a table of what each
+keyword takes), instead of jsonschema's ``check_schema``: that validates the schema against the
+metaschema with jsonschema's generic, ``$dynamicRef``-following walk, 2.3 s of CPU for a 256 KB
+schema (4,400 properties), while this one takes milliseconds and names the keyword that is wrong.
+A differential test holds the two to the same verdict on mutated schemas.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ _UNSUPPORTED_REFS = ("$dynamicRef", "$recursiveRef")
 def check_tool_schema(schema: Mapping[str, Any], where: str) -> None:
     """Refuses (400, naming ``where`` and the fix) a schema the proxy will not use."""
     nodes = 0
+    refs: list[str] = []
     for path, node, depth in _walk(schema):
         nodes += 1
         if nodes > MAX_SCHEMA_NODES:
@@ -53,7 +60,7 @@ def check_tool_schema(schema: Mapping[str, Any], where: str) -> None:
             )
         if depth > MAX_SCHEMA_DEPTH:
             raise bad_request(f"{where}{path}", f"nests deeper than {MAX_SCHEMA_DEPTH} levels; flatten the schema")
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict):
             continue
         for keyword in _UNSUPPORTED_REFS:
             if keyword in node:
@@ -63,6 +70,7 @@ def check_tool_schema(schema: Mapping[str, Any], where: str) -> None:
         ref = node.get("$ref")
         if ref is not None:
             _check_ref(schema, ref, f"{where}{path}.$ref")
+            refs.append(ref)
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             _check_pattern(pattern, f"{where}{path}.pattern")
@@ -71,7 +79,127 @@ def check_tool_schema(schema: Mapping[str, Any], where: str) -> None:
                 f"{where}{path}.patternProperties",
                 "is not supported; name the properties, or give additionalProperties a schema",
             )
-    _check_ref_cycles(schema, where)
+    _check_keywords(schema, where)
+    _check_ref_cycles(schema, refs, where)
+
+
+# What each keyword of draft 2020-12 takes (its metaschema's vocabularies, and the older keywords
+# it keeps). Keywords not named here are annotations anyone may add, as the metaschema allows.
+_SCHEMA = "schema"  # an object or a boolean
+_SCHEMAS = "non-empty list of schemas"
+_SCHEMA_MAP = "object of schemas"
+_STRING = "string"
+_NUMBER = "number"
+_COUNT = "non-negative integer"
+_BOOLEAN = "boolean"
+_LIST = "list"
+_TYPE = "type"
+_NAMES = "list of unique strings"
+_NAME_LISTS = "object of lists of unique strings"
+_DEPENDENCIES = "object of schemas or lists of unique strings"
+_KEYWORDS: dict[str, str] = {
+    **dict.fromkeys(("$id", "$schema", "$ref", "$anchor", "$dynamicAnchor", "$comment", "$recursiveAnchor"), _STRING),
+    **dict.fromkeys(("$defs", "definitions", "properties", "patternProperties", "dependentSchemas"), _SCHEMA_MAP),
+    **dict.fromkeys(("allOf", "anyOf", "oneOf", "prefixItems"), _SCHEMAS),
+    **dict.fromkeys(
+        ("items", "contains", "additionalProperties", "propertyNames", "if", "then", "else", "not"), _SCHEMA
+    ),
+    **dict.fromkeys(("unevaluatedItems", "unevaluatedProperties", "contentSchema"), _SCHEMA),
+    **dict.fromkeys(("multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"), _NUMBER),
+    **dict.fromkeys(("maxLength", "minLength", "maxItems", "minItems", "maxContains", "minContains"), _COUNT),
+    **dict.fromkeys(("maxProperties", "minProperties"), _COUNT),
+    **dict.fromkeys(("uniqueItems", "deprecated", "readOnly", "writeOnly"), _BOOLEAN),
+    **dict.fromkeys(("pattern", "format", "title", "description", "contentEncoding", "contentMediaType"), _STRING),
+    "enum": _LIST,
+    "examples": _LIST,
+    "type": _TYPE,
+    "required": _NAMES,
+    "dependentRequired": _NAME_LISTS,
+    "dependencies": _DEPENDENCIES,
+}
+_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+
+
+def _check_keywords(schema: Any, where: str) -> None:
+    """Refuses a keyword whose value draft 2020-12 does not allow, naming it and what it takes."""
+    stack: list[tuple[str, Any]] = [("", schema)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, bool):
+            continue
+        if not isinstance(node, dict):
+            raise bad_request(f"{where}{path}", "must be a schema: an object (or true or false)")
+        for keyword, value in node.items():
+            kind = _KEYWORDS.get(keyword)
+            if kind is None:
+                continue
+            at = f"{path}.{keyword}"
+            if not _takes(kind, value):
+                raise bad_request(f"{where}{at}", f"takes a {kind}, not {_shown(value)}")
+            if kind == _SCHEMA:
+                stack.append((at, value))
+            elif kind == _SCHEMAS:
+                stack.extend((f"{at}[{index}]", item) for index, item in enumerate(value))
+            elif kind == _SCHEMA_MAP:
+                stack.extend((f"{at}.{name}", item) for name, item in value.items())
+            elif kind == _DEPENDENCIES:  # a list of names, or a schema
+                stack.extend((f"{at}.{name}", item) for name, item in value.items() if not isinstance(item, list))
+            elif kind == _NUMBER and keyword == "multipleOf" and value <= 0:
+                raise bad_request(f"{where}{at}", f"must be greater than 0, not {value}")
+
+
+def _takes(kind: str, value: Any) -> bool:
+    if kind == _SCHEMA:
+        return isinstance(value, dict | bool)
+    if kind == _SCHEMAS:
+        return isinstance(value, list) and bool(value)
+    if kind == _SCHEMA_MAP:
+        return isinstance(value, dict)
+    if kind == _STRING:
+        return isinstance(value, str)
+    if kind == _NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == _COUNT:
+        return _is_count(value)
+    if kind == _BOOLEAN:
+        return isinstance(value, bool)
+    if kind == _LIST:
+        return isinstance(value, list)
+    if kind == _TYPE:
+        if isinstance(value, str):
+            return value in _TYPES
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(item, str) and item in _TYPES for item in value)
+            and len(set(value)) == len(value)
+        )
+    if kind == _NAMES:
+        return _unique_strings(value)
+    if kind == _NAME_LISTS:
+        return isinstance(value, dict) and all(_unique_strings(item) for item in value.values())
+    if kind == _DEPENDENCIES:
+        return isinstance(value, dict) and all(
+            isinstance(item, dict | bool) or _unique_strings(item) for item in value.values()
+        )
+    raise AssertionError(kind)
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value.is_integer() and value >= 0
+    return isinstance(value, int) and value >= 0
+
+
+def _unique_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value) and len(set(value)) == len(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # Keywords that apply their subschemas to the same value: a cycle through only these never ends.
@@ -79,11 +207,11 @@ _SAME_VALUE = ("allOf", "anyOf", "oneOf")
 _SAME_VALUE_ONE = ("not", "if", "then", "else")
 
 
-def _check_ref_cycles(schema: Mapping[str, Any], where: str) -> None:
+def _check_ref_cycles(schema: Mapping[str, Any], refs: list[str], where: str) -> None:
     """Refuses a reference that reaches itself again on the same value (a depth-first search over
     the schemas each one applies to its own value, from every reference's target)."""
     state: dict[str, bool] = {}  # True: on the current path; False: explored, no cycle through it
-    for start in _refs(schema):
+    for start in refs:
         if start in state:
             continue
         state[start] = True
@@ -103,15 +231,9 @@ def _check_ref_cycles(schema: Mapping[str, Any], where: str) -> None:
                 stack.append((target, _same_value_targets(_resolve(schema, target), target)))
 
 
-def _refs(schema: Any) -> Iterator[str]:
-    for _, node, _ in _walk(schema):
-        if isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
-            yield node["$ref"]
-
-
 def _same_value_targets(node: Any, pointer: str) -> Iterator[str]:
     """The pointers of the schemas ``node`` applies to the value it is given."""
-    if not isinstance(node, Mapping):
+    if not isinstance(node, dict):
         return
     if isinstance(node.get("$ref"), str):
         yield node["$ref"]
@@ -121,7 +243,7 @@ def _same_value_targets(node: Any, pointer: str) -> Iterator[str]:
             for index in range(len(items)):
                 yield f"{pointer}/{keyword}/{index}"
     for keyword in _SAME_VALUE_ONE:
-        if isinstance(node.get(keyword), Mapping):
+        if isinstance(node.get(keyword), dict):
             yield f"{pointer}/{keyword}"
 
 
@@ -129,7 +251,7 @@ def _resolve(schema: Mapping[str, Any], ref: str) -> Any:
     node: Any = schema
     for raw in ref[2:].split("/") if ref.startswith("#/") else ():
         part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
+        if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
@@ -146,18 +268,20 @@ def safe_validator(schema: Mapping[str, Any]) -> Validator:
 
 
 def _walk(schema: Any) -> Iterator[tuple[str, Any, int]]:
-    """Every object and list in ``schema``, with its path and depth, without recursion."""
+    """Every object and list in ``schema``, with its path and depth, without recursion. (Schemas
+    are parsed JSON, so objects are dicts: checking for ``dict`` rather than ``Mapping`` makes
+    the walks of this module 3x faster, an ABC check being the most of a node's cost.)"""
     stack: list[tuple[str, Any, int]] = [("", schema, 0)]
     while stack:
         path, node, depth = stack.pop()
         yield path, node, depth
-        if isinstance(node, Mapping):
+        if isinstance(node, dict):
             for key, value in node.items():
-                if isinstance(value, Mapping | list):
+                if isinstance(value, dict | list):
                     stack.append((f"{path}.{key}", value, depth + 1))
         elif isinstance(node, list):
             for index, value in enumerate(node):
-                if isinstance(value, Mapping | list):
+                if isinstance(value, dict | list):
                     stack.append((f"{path}[{index}]", value, depth + 1))
 
 

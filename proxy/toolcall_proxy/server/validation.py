@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from ..caching import BoundedCache
 from .arguments import ArgumentsCheck
@@ -41,15 +39,11 @@ _TOOLS_LISTS: BoundedCache[tuple[Tool, ...]] = BoundedCache("tools_lists", max_e
 
 
 def _arguments_check(schema_json: bytes) -> ArgumentsCheck:
-    """A checked, compiled schema. Checking a schema against the metaschema costs milliseconds,
-    and clients send the same tools with every request: each distinct schema is checked once."""
-
-    def compiled() -> ArgumentsCheck:
-        schema = orjson.loads(schema_json)
-        Draft202012Validator.check_schema(schema)
-        return ArgumentsCheck(schema)
-
-    return _SCHEMAS.get(schema_json, compiled, len(schema_json) * _KEPT_PER_BYTE)
+    """A compiled schema (``check_tool_schema`` has passed it). Clients send the same tools with
+    every request: each distinct schema is compiled once."""
+    return _SCHEMAS.get(
+        schema_json, lambda: ArgumentsCheck(orjson.loads(schema_json)), len(schema_json) * _KEPT_PER_BYTE
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +103,8 @@ def tools_known(body: Mapping[str, Any]) -> bool:
     """Whether this request's tools were checked before (or it has none): then checking it is
     microseconds, and it may be done on the event loop."""
     tools = body.get("tools")
-    if not tools:
-        return True
+    if not tools or (isinstance(tools, list) and len(tools) > MAX_TOOLS):
+        return True  # none, or refused at once by their count
     try:
         return orjson.dumps(tools) in _TOOLS_LISTS
     except (TypeError, orjson.JSONEncodeError):
@@ -215,6 +209,8 @@ def _tools(value: Any) -> list[Tool]:
         return []
     if not isinstance(value, list):
         raise bad_request("tools", 'must be a list of {"type": "function", "function": {...}} objects')
+    if len(value) > MAX_TOOLS:
+        raise bad_request("tools", f"offers {len(value)} tools; offer at most {MAX_TOOLS} (OpenAI's limit too)")
     try:
         key = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
@@ -225,8 +221,6 @@ def _tools(value: Any) -> list[Tool]:
 
 
 def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
-    if len(value) > MAX_TOOLS:
-        raise bad_request("tools", f"offers {len(value)} tools; offer at most {MAX_TOOLS} (OpenAI's limit too)")
     tools: list[Tool] = []
     names: set[str] = set()
     for index, entry in enumerate(value):
@@ -250,8 +244,6 @@ def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
         check_tool_schema(parameters, f"{where}.function.parameters")
         try:
             arguments = _arguments_check(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
-        except SchemaError as error:
-            raise bad_request(f"{where}.function.parameters", f"is not a valid JSON Schema: {error.message}") from None
         except (TypeError, orjson.JSONEncodeError):
             raise bad_request(f"{where}.function.parameters", "must be a JSON Schema object") from None
         strict = function.get("strict", False)
