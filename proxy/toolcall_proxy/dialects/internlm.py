@@ -24,11 +24,18 @@ PLUGIN = "<|plugin|>"
 ACTION_END = "<|action_end|>"
 IM_END = "<|im_end|>"
 
+# InternLM writes its arguments under "parameters" (the parser reads "arguments" too)
+_CALL = JsonCall(argument_keys=("parameters", "arguments"))
+
 GRAMMAR = CallGrammar(
     formats=(
-        CallFormat(ACTION_START, (Literal(PLUGIN), JsonCall()), closer=ACTION_END),
+        CallFormat(ACTION_START, (Literal(PLUGIN), _CALL), closer=ACTION_END),
         # the same tokens as a GGUF vocabulary names them (ids 92541, 92538, 92540)
-        CallFormat("[UNUSED_TOKEN_144]", (Literal("[UNUSED_TOKEN_141]"), JsonCall()), closer="[UNUSED_TOKEN_143]"),
+        CallFormat(
+            "[UNUSED_TOKEN_144]",
+            (Literal("[UNUSED_TOKEN_141]"), _CALL),
+            closer="[UNUSED_TOKEN_143]",
+        ),
     ),
     hidden_tokens=(IM_END, "[UNUSED_TOKEN_145]", "</s>"),
 )

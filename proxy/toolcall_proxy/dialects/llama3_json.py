@@ -14,10 +14,18 @@ import orjson
 from ..parsing.grammar import CallFormat, CallGrammar, JsonCall
 from .spec import Dialect
 
+# Llama writes its arguments under "parameters" (the parser reads "arguments" too)
+_CALL = JsonCall(argument_keys=("parameters", "arguments"))
+
 GRAMMAR = CallGrammar(
     formats=(
-        CallFormat("<|python_tag|>", (JsonCall(),), separator=";", opener_is_token=True),
-        CallFormat("{", (JsonCall(),), separator=";", opener_starts_body=True),
+        CallFormat(
+            "<|python_tag|>",
+            (_CALL,),
+            separator=";",
+            opener_is_token=True,
+        ),
+        CallFormat("{", (_CALL,), separator=";", opener_starts_body=True),
     ),
     hidden_tokens=("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
 )

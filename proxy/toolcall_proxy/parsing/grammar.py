@@ -81,7 +81,8 @@ class Arguments:
 
 @dataclass(frozen=True, slots=True)
 class JsonCall:
-    """One object holding the name and the arguments under any of these keys, in any order."""
+    """One object holding the name and the arguments under any of these keys, in any order. The
+    first of each is the key the family writes (and the decode-time constraint asks for)."""
 
     name_keys: tuple[str, ...] = ("name",)
     argument_keys: tuple[str, ...] = ("arguments", "parameters")

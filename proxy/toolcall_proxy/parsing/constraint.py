@@ -1,0 +1,506 @@
+"""The decode-time constraint of a call grammar: what the engine may generate, as a Lark grammar.
+
+The :class:`~toolcall_proxy.parsing.grammar.CallGrammar` that the parser runs is also the source
+of the constraint, so the two cannot disagree: each step becomes a Lark rule (a ``Literal`` its
+text, a ``Name`` the offered names, JSON ``Arguments`` the tool's schema through llguidance's
+``%json``, Python keyword arguments and tagged key/value pairs a rule typed by the schema), and
+the output is then
+
+* ``required``: one or more calls and nothing else (one with ``parallel`` false);
+* ``named``: exactly one call, of that tool;
+* ``auto``: free text, and from a call's opener on a call that must be right (the strict tools'
+  case), as a structural tag with the opener as trigger would; for formats whose calls have no
+  opener (ChatGLM3's and GLM-4's first line names the tool), the whole output: a text turn (its
+  first line empty) or a call turn.
+
+The grammar is llguidance's Lark dialect (vLLM's ``guidance`` backend; xgrammar reads it too from
+0.2.5, vLLM 0.34). Control tokens are written as token references (``<|python_tag|>``), so the
+model must generate the token, not its text spelled out in pieces; a token whose text is not
+``<...>``-shaped (Mistral's ``[TOOL_CALLS]``) cannot be named without its id, and such a grammar
+cannot be built (:class:`Unconstrainable`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from typing import Literal as Kind
+
+from .grammar import (
+    Arguments,
+    Branch,
+    CallFormat,
+    CallGrammar,
+    CallId,
+    CallList,
+    JsonCall,
+    KeyValueArguments,
+    Literal,
+    Name,
+    Skip,
+    Step,
+)
+
+__all__ = ["ConstraintTool", "Unconstrainable", "call_constraint"]
+
+Mode = Kind["required", "named", "auto"]
+
+
+class Unconstrainable(ValueError):
+    """The grammar cannot be written for this dialect (say why, so the proxy can log it once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConstraintTool:
+    name: str
+    parameters: Mapping[str, Any]
+
+
+def call_constraint(
+    grammar: CallGrammar,
+    tools: Sequence[ConstraintTool],
+    *,
+    mode: Mode,
+    parallel: bool = True,
+    special_tokens: Sequence[str] = (),
+    written: str = "",
+) -> str:
+    """The Lark grammar of the outputs that ``grammar``'s parser reads as calls of ``tools`` (for
+    ``named``, give the one tool). ``special_tokens`` are the texts the model writes as single
+    tokens; ``written`` is a call as the family writes it, which picks the format calls take
+    (the one whose opener begins it; the grammar's first when none does)."""
+    if not tools:
+        raise ValueError("a constraint needs at least one tool")
+    writer = _Writer(tools, frozenset(special_tokens), parallel=parallel and mode != "named")
+    first = _written_format(grammar, written)
+    calls = writer.calls(grammar, first)
+    if mode in ("required", "named"):
+        writer.rule("start", f"{_WS} {calls}")
+    elif first.opener == "":
+        # No opener: the first line either names a tool (a call turn) or is empty (a text turn).
+        writer.rule("start", f"{calls} | TEXT_TURN")
+        writer.rule("TEXT_TURN", r"/[ \t]*\n(.|\n)*/")
+    else:
+        # Free text up to the first opener, then calls.
+        if first.opener_starts_body:  # the opener is the call's first character: the text ends before it
+            if len(first.opener) != 1:
+                raise Unconstrainable(f"free text cannot be told from a call that begins with {first.opener!r}")
+            # (so the text holds no such character: where it comes, the parser reads a call too)
+            text = writer.rule("TEXT_BEFORE_CALL", f"/[^{re.escape(first.opener)}]*/")
+            writer.rule("start", f"{text} ({writer.calls(grammar, first)} {_WS})?")
+        else:
+            after_opener = writer.calls(grammar, first, opener_written=True)
+            writer.rule("start", f"{writer.up_to(first.opener)} {after_opener} {_WS} | TEXT")
+            writer.rule("TEXT", r"/(.|\n)*/")
+    return writer.finish()
+
+
+# -- writing Lark ----------------------------------------------------------------------------
+
+_WS = "ws"
+_PYTHON_STRING = r"""/'([^'\\\n]|\\.)*'/ | /"([^"\\\n]|\\.)*"/"""
+_INTEGER = r"/-?(0|[1-9][0-9]*)/"
+_NUMBER = r"/-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/"
+
+
+@dataclass
+class _Writer:
+    tools: Sequence[ConstraintTool]
+    special: frozenset[str]
+    parallel: bool
+    rules: dict[str, str] = field(default_factory=dict)
+    _calls: dict[tuple[int, bool], str] = field(default_factory=dict)
+    _counter: int = 0
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def rule(self, name: str, body: str) -> str:
+        self.rules[name] = body
+        return name.split("[")[0]
+
+    def fresh(self, stem: str) -> str:
+        self._counter += 1
+        return f"{stem}_{self._counter}"
+
+    def finish(self) -> str:
+        self.rules.setdefault(_WS, "SPACE?")
+        self.rules.setdefault("SPACE", r"/[ \t\r\n]+/")
+        lines = ["%llguidance {}"]
+        lines.extend(f"{name}: {body}" for name, body in self.rules.items())
+        return "\n".join(lines) + "\n"
+
+    def text(self, text: str) -> str:
+        """A fixed text: its special tokens as token references, the rest as strings."""
+        parts = []
+        for piece in _split_special(text, self.special):
+            if piece in self.special:
+                if not _nameable(piece):
+                    raise Unconstrainable(f"the control token {piece!r} can only be named in a grammar by its id")
+                parts.append(piece)
+            elif piece:
+                parts.append(json.dumps(piece, ensure_ascii=False))
+        return " ".join(parts) if parts else '""'
+
+    def up_to(self, end: str, *, limit: int | None = None) -> str:
+        """Any text (and control tokens), then ``end``."""
+        head, *rest = _split_special(end, self.special)
+        tail = " ".join(self.text(piece) for piece in rest)
+        if head in self.special:
+            # Text cannot hold a control token: it ends where the token comes. Other control tokens
+            # may come before it (gpt-oss's header: `` <|constrain|>json<|message|>``).
+            others = sorted(token for token in self.special - {head} if _nameable(token))
+            pieces = " | ".join(["SOME_TEXT", *(self.text(token) for token in others)])
+            self.rules.setdefault("SOME_TEXT", r"/(.|\n)+/")
+            return f"({pieces})* {self.text(head)} {tail}".rstrip()
+        span = "*" if limit is None else f"{{0,{limit}}}"
+        name = self.fresh("up_to")
+        # A lazy lexeme ends at the first ``head``, as a structural tag's trigger does.
+        lazy = self.rule(f"{name}[lazy]", "/(.|\\n)" + span + "/ " + self.text(head))
+        return f"{lazy} {tail}".rstrip()
+
+    # -- calls ------------------------------------------------------------------------
+    def calls(self, grammar: CallGrammar, first: CallFormat, *, opener_written: bool = False) -> str:
+        """One call in ``first``'s format, then (``parallel``) more in the format later calls take."""
+        head = self.call(first, opener_written=opener_written)
+        if not self.parallel:
+            return head
+        return f"{head} ({_WS} {self.call(_later_format(grammar, first))})*"
+
+    def call(self, fmt: CallFormat, *, opener_written: bool = False) -> str:
+        key = (id(fmt), opener_written)
+        if key not in self._calls:
+            self._calls[key] = self._call(fmt, opener_written=opener_written)
+        return self._calls[key]
+
+    def _call(self, fmt: CallFormat, *, opener_written: bool) -> str:
+        parts = []
+        if not opener_written and not fmt.opener_starts_body:
+            parts.append(self.text(fmt.opener))
+        parts.append(self.steps(fmt.steps, self.tools))
+        if fmt.closer:
+            parts.append(f"{_WS} {self.text(fmt.closer)}")
+        if fmt.separator:
+            parts.append(f"({_WS} {self.text(fmt.separator)})?")
+        return self.rule(self.fresh("call"), " ".join(part for part in parts if part != '""'))
+
+    def steps(self, steps: Sequence[Step], tools: Sequence[ConstraintTool]) -> str:
+        """``steps`` for any of ``tools``: one alternative per tool where a step depends on the
+        tool (its name fixes its arguments), else one sequence."""
+        if len(tools) > 1 and any(isinstance(step, Name | JsonCall | CallId) for step in steps):
+            alternatives = [self.steps(steps, [tool]) for tool in tools]
+            return self.rule(self.fresh("any_tool"), " | ".join(alternatives))
+        return " ".join(self.step(step, tools) for step in steps) or '""'
+
+    def step(self, step: Step, tools: Sequence[ConstraintTool]) -> str:
+        if isinstance(step, Literal):
+            text = f"{_WS} {self.text(step.text)}"
+            return f"({text})?" if step.optional else text
+        if isinstance(step, Name):
+            names = " | ".join(json.dumps(tool.name) for tool in tools)
+            return f"{_WS} ({names}) {self.text(step.terminator)}"
+        if isinstance(step, CallId):
+            if step.name_within is not None:
+                # One lexeme (a prefix, the name, the index), so no part of it can end early.
+                before, after = step.name_within
+                name = re.escape(_one(tools).name)
+                lexeme = f"/([A-Za-z0-9_-]+{re.escape(before)})*{name}{re.escape(after)}[0-9]+/"
+                return f"{_WS} {lexeme} {_WS} {self.text(step.terminator)}"
+            return f"{_WS} /[A-Za-z0-9_-]{{1,64}}/ {_WS} {self.text(step.terminator)}"
+        if isinstance(step, Skip):
+            return self.up_to(step.terminator, limit=step.limit)
+        if isinstance(step, Arguments):
+            return self.arguments(step, _one(tools))
+        if isinstance(step, JsonCall):
+            return f"{_WS} {self.json_call(step, _one(tools))}"
+        if isinstance(step, KeyValueArguments):
+            return self.key_values(step, _one(tools))
+        if isinstance(step, CallList):
+            element = self.steps(step.element, tools)
+            open_, sep, close = self.text(step.open), self.text(step.separator), self.text(step.close)
+            more = f"({_WS} {sep} {element})*" if self.parallel else ""
+            return f"{_WS} {open_} {element} {more} {_WS} {close}"
+        if isinstance(step, Branch):
+            cases = [f"{self.steps(steps, tools)}" for _, steps in step.cases]
+            if step.otherwise is not None:
+                cases.append(self.steps(step.otherwise, tools))
+            return self.rule(self.fresh("branch"), " | ".join(cases))
+        raise TypeError(f"no constraint for {step!r}")
+
+    # -- arguments -----------------------------------------------------------------------
+    def arguments(self, step: Arguments, tool: ConstraintTool) -> str:
+        if step.kwargs:
+            return f'{self.python_keywords(tool.parameters)} {_WS} ")"'
+        return f"{_WS} {_json(tool.parameters)}"
+
+    def json_call(self, step: JsonCall, tool: ConstraintTool) -> str:
+        """The call object, name first, with the keys the family writes (the first of each)."""
+        defs, arguments = _hoisted(tool.parameters)
+        name_key, arguments_key = step.name_keys[0], step.argument_keys[0]
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {name_key: {"const": tool.name}, arguments_key: arguments},
+            "required": [name_key, arguments_key],
+            "additionalProperties": False,
+        }
+        if defs:
+            schema = {**schema, "$defs": defs}
+        return _json(schema)
+
+    def key_values(self, step: KeyValueArguments, tool: ConstraintTool) -> str:
+        """Tagged pairs, the schema's properties in order, values raw text typed by the schema."""
+        properties, required = _object_members(tool.parameters)
+        pairs = []
+        for name, schema in properties.items():
+            head = f"{_WS} {self.text(step.key_open + name + step.key_close)} {_WS} {self.text(step.value_open)}"
+            close = self.text(step.value_close)
+            if _is_text(tool.parameters, schema):
+                value = self.rule(f"{self.fresh('raw_value')}[lazy]", f"/(.|\\n)*/ {close}")
+                pair = f"{head} {value}"
+            else:
+                standalone = _standalone(tool.parameters, schema)
+                pair = f"{head} {_WS} {_json(standalone)} {_WS} {close}"
+            pair = self.rule(self.fresh("pair"), pair)
+            pairs.append(pair if name in required else f"{pair}?")
+        return " ".join(pairs) if pairs else '""'
+
+    def python_keywords(self, parameters: Mapping[str, Any]) -> str:
+        properties, required = _object_members(parameters)
+        items = []
+        for name, schema in properties.items():
+            value = _PythonLiterals(self, parameters).rule_for(schema)
+            items.append((f'{_WS} "{name}" {_WS} "=" {_WS} {value}', name in required))
+        return _comma_sequence(self, items) if items else '""'
+
+
+def _nameable(token: str) -> bool:
+    """Whether llguidance's Lark can name the control token by its text (``<|name|>``)."""
+    return token.startswith("<") and token.endswith(">")
+
+
+def _written_format(grammar: CallGrammar, written: str) -> CallFormat:
+    starting = [fmt for fmt in grammar.formats if fmt.opener and written.startswith(fmt.opener)]
+    if starting:
+        return max(starting, key=lambda fmt: len(fmt.opener))
+    return grammar.formats[0]
+
+
+def _later_format(grammar: CallGrammar, first: CallFormat) -> CallFormat:
+    """The format of a turn's later calls: where the first call's opener opens a block whose calls
+    each begin with a marker of their own (DeepSeek's and Kimi-K2's), the format that begins at
+    that marker; else the first format again."""
+    lead = first.steps[0] if first.steps else None
+    if isinstance(lead, Literal) and not lead.optional:
+        for fmt in grammar.formats:
+            if fmt.opener == lead.text:
+                return fmt
+    return first
+
+
+def _json(schema: Mapping[str, Any]) -> str:
+    return "%json " + json.dumps(schema, ensure_ascii=False, sort_keys=False)
+
+
+def _one(tools: Sequence[ConstraintTool]) -> ConstraintTool:
+    if len(tools) != 1:
+        raise AssertionError("the tool is fixed by the name before its arguments")
+    return tools[0]
+
+
+def _split_special(text: str, special: frozenset[str]) -> Iterator[str]:
+    if not special:
+        yield text
+        return
+    pattern = "(" + "|".join(re.escape(token) for token in sorted(special, key=len, reverse=True)) + ")"
+    yield from (piece for piece in re.split(pattern, text) if piece)
+
+
+def _comma_sequence(writer: _Writer, items: Sequence[tuple[str, bool]]) -> str:
+    """Items in order, joined by commas, the optional ones possibly absent (linear in rules:
+    ``first_i`` is what follows when nothing was written yet, ``after_i`` when something was)."""
+    first, after = '""', '""'
+    for body, required in reversed(items):
+        item = writer.rule(writer.fresh("item"), body)
+        new_after = f'{_WS} "," {item} {after}'
+        new_first = f"{item} {after}"
+        if not required:
+            new_after = f"({new_after}) | {after}" if after != '""' else f"({new_after})?"
+            new_first = f"({new_first}) | {first}" if first != '""' else f"({new_first})?"
+        after = writer.rule(writer.fresh("after"), new_after)
+        first = writer.rule(writer.fresh("first"), new_first)
+    return first
+
+
+# -- schemas -------------------------------------------------------------------------------
+
+
+def _resolve(root: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema`` with its local ``$ref`` followed (refs were checked: local, present, no loop
+    without a step into the value) and a lone ``allOf`` unwrapped."""
+    for _ in range(64):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            target: Any = root
+            for raw in ref[2:].split("/") if ref != "#" else ():
+                target = target[raw.replace("~1", "/").replace("~0", "~")]
+            schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+            continue
+        all_of = schema.get("allOf")
+        if isinstance(all_of, list) and all_of:
+            merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+            for part in all_of:
+                part = _resolve(root, part) if isinstance(part, Mapping) else {}
+                for key, value in part.items():
+                    if key == "properties":
+                        merged["properties"] = {**merged.get("properties", {}), **value}
+                    elif key == "required":
+                        merged["required"] = [*merged.get("required", []), *value]
+                    else:
+                        merged.setdefault(key, value)
+            schema = merged
+            continue
+        return schema
+    return schema
+
+
+def _object_members(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    schema = _resolve(parameters, parameters)
+    properties = schema.get("properties") or {}
+    return dict(properties), set(schema.get("required") or ())
+
+
+def _types(root: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
+    schema = _resolve(root, schema)
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return set(kind)
+    found: set[str] = set()
+    for keyword in ("anyOf", "oneOf"):
+        for option in schema.get(keyword) or ():
+            if isinstance(option, Mapping):
+                found |= _types(root, option)
+    if "enum" in schema or "const" in schema:
+        values = schema.get("enum") or [schema.get("const")]
+        found |= {"string" if isinstance(value, str) else "other" for value in values}
+    return found
+
+
+def _is_text(root: Mapping[str, Any], schema: Mapping[str, Any]) -> bool:
+    """A value written as raw text: the schema allows only strings, or does not say."""
+    return not (_types(root, schema) - {"string"})
+
+
+def _hoisted(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(definitions, schema): ``parameters`` made embeddable under another root that carries the
+    definitions as ``$defs`` (``definitions`` refs rewritten; other refs inlined)."""
+    defs = {**(parameters.get("definitions") or {}), **(parameters.get("$defs") or {})}
+    body = {k: v for k, v in parameters.items() if k not in ("$defs", "definitions", "$schema", "$id")}
+    return _rewrite_refs(parameters, defs), _rewrite_refs(parameters, body)
+
+
+def _standalone(root: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` (a part of ``root``) as a document of its own, with ``root``'s definitions."""
+    defs, _ = _hoisted(root)
+    body = _rewrite_refs(root, dict(schema))
+    return {**body, "$defs": defs} if defs else body
+
+
+def _rewrite_refs(root: Mapping[str, Any], value: Any) -> Any:
+    if isinstance(value, Mapping):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/definitions/"):
+            value = {**value, "$ref": "#/$defs/" + ref[len("#/definitions/") :]}
+        elif isinstance(ref, str) and not ref.startswith("#/$defs/"):
+            inlined = {**_resolve(root, {"$ref": ref}), **{k: v for k, v in value.items() if k != "$ref"}}
+            return _rewrite_refs(root, inlined)
+        return {key: _rewrite_refs(root, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_refs(root, item) for item in value]
+    return value
+
+
+@dataclass
+class _PythonLiterals:
+    """Rules for Python literals (ChatGLM3's and the pythonic format's arguments) typed by a
+    schema: strings in either quote, ``True``/``False``/``None``, lists, dicts."""
+
+    writer: _Writer
+    root: Mapping[str, Any]
+    _named: dict[str, str] = field(default_factory=dict)
+
+    def rule_for(self, schema: Any) -> str:
+        if not isinstance(schema, Mapping):
+            return self._any() if schema is not False else '""'
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and len(schema) == 1:
+            if ref not in self._named:  # named once, so a recursive schema is a recursive rule
+                self._named[ref] = self.writer.fresh("py_ref")
+                self.writer.rule(self._named[ref], self.rule_for(_resolve(self.root, schema)))
+            return self._named[ref]
+        schema = _resolve(self.root, schema)
+        if "const" in schema:
+            return _python_value(schema["const"])
+        if isinstance(schema.get("enum"), list):
+            return "(" + " | ".join(_python_value(value) for value in schema["enum"]) + ")"
+        for keyword in ("anyOf", "oneOf"):
+            options = schema.get(keyword)
+            if isinstance(options, list) and options:
+                return "(" + " | ".join(self.rule_for(option) for option in options) + ")"
+        kinds = schema.get("type")
+        if isinstance(kinds, list):
+            return "(" + " | ".join(self.rule_for({**schema, "type": kind}) for kind in kinds) + ")"
+        return self._typed(kinds, schema)
+
+    def _typed(self, kind: Any, schema: Mapping[str, Any]) -> str:
+        simple: dict[Any, Callable[[], str]] = {
+            "string": lambda: f"({_PYTHON_STRING})",
+            "integer": lambda: _INTEGER,
+            "number": lambda: _NUMBER,
+            "boolean": lambda: '("True" | "False")',
+            "null": lambda: '"None"',
+        }
+        if kind in simple:
+            return simple[kind]()
+        if kind == "array":
+            item = self.rule_for(schema.get("items", True))
+            return f'"[" {_WS} ({item} ({_WS} "," {_WS} {item})*)? {_WS} "]"'
+        if kind == "object" or "properties" in schema:
+            properties = schema.get("properties") or {}
+            required = set(schema.get("required") or ())
+            items = [
+                (f'{_WS} {_python_value(name)} {_WS} ":" {_WS} {self.rule_for(value)}', name in required)
+                for name, value in properties.items()
+            ]
+            if not items:
+                return self._any_dict()
+            return f'"{{" {_WS} {_comma_sequence(self.writer, items)} {_WS} "}}"'
+        return self._any()
+
+    def _any(self) -> str:
+        if "py_any" not in self.writer.rules:
+            self.writer.rule("py_any", "")  # reserved: the rule refers to itself
+            items = f'py_any ({_WS} "," {_WS} py_any)*'
+            pair = f'({_PYTHON_STRING}) {_WS} ":" {_WS} py_any'
+            pairs = f'{pair} ({_WS} "," {_WS} {pair})*'
+            self.writer.rule(
+                "py_any",
+                f'{_PYTHON_STRING} | {_NUMBER} | "True" | "False" | "None" '
+                f'| "[" {_WS} ({items})? {_WS} "]" | "{{" {_WS} ({pairs})? {_WS} "}}"',
+            )
+        return "py_any"
+
+    def _any_dict(self) -> str:
+        self._any()
+        pairs = f'({_PYTHON_STRING}) {_WS} ":" {_WS} py_any'
+        return f'"{{" {_WS} ({pairs} ({_WS} "," {_WS} {pairs})*)? {_WS} "}}"'
+
+
+def _python_value(value: Any) -> str:
+    """A constant as the Python literal the model writes (either quote for strings)."""
+    if isinstance(value, str):
+        double = json.dumps(value, ensure_ascii=False)
+        return f"({json.dumps(repr(value), ensure_ascii=False)} | {json.dumps(double, ensure_ascii=False)})"
+    return json.dumps(repr(value), ensure_ascii=False)

@@ -1,0 +1,286 @@
+"""The decode-time constraint is the parser's own grammar: what a family writes as calls of the
+offered tools is in it, and what the parser would not return as a valid call is not.
+
+Each grammar is run by llguidance (vLLM's ``guidance`` backend) over a byte vocabulary plus the
+family's control tokens, as an engine runs it over the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper
+
+from toolcall_proxy.dialects import DIALECTS, Dialect
+from toolcall_proxy.parsing.constraint import ConstraintTool, Unconstrainable, call_constraint
+
+WEATHER = ConstraintTool(
+    "get_weather",
+    {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["city"],
+    },
+)
+BOOKING = ConstraintTool(
+    "book_room",
+    {
+        "type": "object",
+        "properties": {
+            "guest": {"$ref": "#/$defs/Guest"},
+            "nights": {"type": "integer", "minimum": 1},
+            "notes": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["guest", "nights"],
+        "$defs": {"Guest": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}},
+    },
+)
+PARIS = ("get_weather", {"city": "Paris", "unit": "celsius"})
+BOOKED = ("book_room", {"guest": {"name": "Ada"}, "nights": 2})
+
+
+class _Vocabulary:
+    """256 byte tokens, then the family's control tokens (0xFF marks them, as llguidance wants)."""
+
+    def __init__(self, specials: Sequence[str]) -> None:
+        self.specials = list(dict.fromkeys(["<eos>", *specials]))
+        self.tokens = [bytes([i]) for i in range(256)] + [b"\xff" + s.encode() for s in self.specials]
+        self.eos_token_id = 256
+        self.bos_token_id = None
+        self.special_token_ids = list(range(256, len(self.tokens)))
+        self._split = re.compile("(" + "|".join(map(re.escape, sorted(self.specials, key=len, reverse=True))) + ")")
+
+    def __call__(self, text: str | bytes) -> list[int]:
+        return list(text.encode() if isinstance(text, str) else text)
+
+    def ids(self, text: str) -> list[int]:
+        """The ids an engine's tokenizer gives ``text``: control tokens as theirs, the rest as bytes."""
+        ids: list[int] = []
+        for piece in self._split.split(text):
+            if piece in self.specials:
+                ids.append(256 + self.specials.index(piece))
+            else:
+                ids.extend(piece.encode())
+        return ids
+
+
+def control_tokens(dialect: Dialect) -> list[str]:
+    return [*dialect.special_tokens, *dialect.stop]
+
+
+def constraint(dialect: Dialect, tools: Sequence[ConstraintTool], mode: str, parallel: bool = True) -> str:
+    written = dialect.write_calls([(tools[0].name, {})])
+    return call_constraint(
+        dialect.grammar,
+        tools,
+        mode=mode,  # type: ignore[arg-type]
+        parallel=parallel and dialect.parallel_calls,
+        special_tokens=dialect.special_tokens,
+        written=written,
+    )
+
+
+def accepts(dialect: Dialect, grammar: str, text: str) -> bool:
+    """Whether an engine under ``grammar`` could generate ``text`` and then stop."""
+    vocabulary = _Vocabulary(control_tokens(dialect))
+    tokenizer = LLTokenizer(TokenizerWrapper(vocabulary), slices=[])
+    lark = LLMatcher.grammar_from_lark(grammar)
+    assert LLMatcher.validate_grammar(lark, tokenizer) == "", LLMatcher.validate_grammar(lark, tokenizer)
+    matcher = LLMatcher(tokenizer, lark, log_level=0)
+    for token in vocabulary.ids(text):
+        if not matcher.consume_token(token):
+            return False
+    if matcher.is_accepting():
+        return True
+    # A closer that is also a stop token (gpt-oss's <|call|>) ends the text the engine returns.
+    for stop in dialect.stop:
+        trial = matcher.deep_copy()
+        if all(trial.consume_token(token) for token in vocabulary.ids(stop)) and trial.is_accepting():
+            return True
+    return False
+
+
+def buildable(dialect: Dialect) -> bool:
+    try:
+        constraint(dialect, [WEATHER], "required")
+    except Unconstrainable:
+        return False
+    return True
+
+
+CONSTRAINED = [name for name, dialect in DIALECTS.items() if buildable(dialect)]
+
+
+def test_only_families_whose_markers_cannot_be_named_are_left_unconstrained():
+    # Mistral's [TOOL_CALLS] and InternLM's GGUF spellings are control tokens not written <...>.
+    assert sorted(set(DIALECTS) - set(CONSTRAINED)) == ["mistral"]
+
+
+@pytest.mark.parametrize("name", CONSTRAINED)
+def test_a_written_call_is_in_the_required_and_named_constraints(name):
+    dialect = DIALECTS[name]
+    for call in (PARIS, BOOKED):
+        text = dialect.write_calls([call])
+        assert accepts(dialect, constraint(dialect, [WEATHER, BOOKING], "required"), text), text
+        tool = WEATHER if call is PARIS else BOOKING
+        assert accepts(dialect, constraint(dialect, [tool], "named"), text), text
+
+
+@pytest.mark.parametrize("name", [name for name in CONSTRAINED if DIALECTS[name].parallel_calls])
+def test_parallel_calls_are_in_the_constraint_unless_parallel_calls_are_off(name):
+    dialect = DIALECTS[name]
+    text = dialect.write_calls([PARIS, BOOKED])
+    assert accepts(dialect, constraint(dialect, [WEATHER, BOOKING], "required"), text), text
+    assert not accepts(dialect, constraint(dialect, [WEATHER, BOOKING], "required", parallel=False), text)
+    assert not accepts(dialect, constraint(dialect, [WEATHER], "named"), dialect.write_calls([PARIS, PARIS]))
+
+
+@pytest.mark.parametrize("name", CONSTRAINED)
+def test_what_the_parser_would_not_return_as_a_valid_call_is_not_in_the_constraint(name):
+    dialect = DIALECTS[name]
+    required = constraint(dialect, [WEATHER, BOOKING], "required")
+    assert not accepts(dialect, required, dialect.write_calls([("send_money", {"to": "x"})]))
+    assert not accepts(dialect, required, dialect.write_calls([("book_room", {"guest": "Ada", "nights": 2})]))
+    assert not accepts(dialect, required, dialect.write_calls([("book_room", {"nights": 2})]))
+    assert not accepts(dialect, required, "I think it is sunny.")
+    assert not accepts(dialect, constraint(dialect, [WEATHER], "named"), dialect.write_calls([BOOKED]))
+
+
+@pytest.mark.parametrize("name", CONSTRAINED)
+def test_auto_leaves_text_free_and_holds_calls_to_their_schema(name):
+    dialect = DIALECTS[name]
+    auto = constraint(dialect, [WEATHER, BOOKING], "auto")
+    opener_free = dialect.grammar.formats[0].opener == ""
+    text = "\nIt is sunny, no call needed." if opener_free else "It is sunny, no call needed."
+    assert accepts(dialect, auto, text)
+    call = dialect.write_calls([PARIS])
+    assert accepts(dialect, auto, call if opener_free else "Let me check. " + call)
+    bad = dialect.write_calls([("book_room", {"guest": "Ada", "nights": "two"})])
+    assert not accepts(dialect, auto, bad if opener_free else "Let me check. " + bad)
+
+
+# -- every grammar compiles for real-world schemas ------------------------------------------
+
+# fmt: off
+CORPUS: list[dict[str, Any]] = [
+    {"type": "object", "properties": {}},
+    {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 10}}},
+    {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"}}, "required": ["x", "y"]},
+    {"type": "object", "properties": {"flag": {"type": "boolean"}}, "required": ["flag"]},
+    {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}},
+    {"type": "object", "properties": {"unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["unit"]},
+    {"type": "object", "properties": {"kind": {"const": "fixed"}}, "required": ["kind"]},
+    {"type": "object", "properties": {"maybe": {"type": ["string", "null"]}}},
+    {"type": "object", "properties": {"maybe": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None}}},
+    {"type": "object", "properties": {"either": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}},
+    {
+        "type": "object",
+        "properties": {"point": {"$ref": "#/$defs/Point"}},
+        "required": ["point"],
+        "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}},
+    },
+    {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}}},
+        "$defs": {
+            "Item": {
+                "type": "object",
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+                "required": ["sku", "qty"],
+            }
+        },
+    },
+    {
+        "type": "object",
+        "properties": {"tree": {"$ref": "#/$defs/Node"}},
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "properties": {
+                    "value": {"type": "integer"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                },
+            }
+        },
+    },
+    {
+        "type": "object",
+        "properties": {"budget": {"allOf": [{"$ref": "#/$defs/Money"}], "description": "pydantic's wrapped ref"}},
+        "$defs": {"Money": {"type": "object", "properties": {"amount": {"type": "number"}}, "required": ["amount"]}},
+    },
+    {
+        "type": "object",
+        "properties": {"legacy": {"$ref": "#/definitions/Old"}},
+        "definitions": {"Old": {"type": "string", "maxLength": 10}},
+    },
+    {"type": "object", "properties": {"date": {"type": "string", "format": "date"}}},
+    {"type": "object", "properties": {"email": {"type": "string", "pattern": "^[^@]+@[^@]+$"}}},
+    {"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 100}}},
+    {"type": "object", "properties": {"meta": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    {"type": "object", "properties": {"any": {}}},
+    {
+        "type": "object",
+        "properties": {"matrix": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}},
+    },
+    {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}},
+        "required": ["b"],
+    },
+    {
+        "type": "object",
+        "properties": {"ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 5}},
+    },
+    {
+        "type": "object",
+        "properties": {
+            "opt": {
+                "type": "object",
+                "properties": {"deep": {"type": "object", "properties": {"deeper": {"type": "string"}}}},
+            }
+        },
+    },
+    {"type": "object", "properties": {"mode": {"enum": ["fast", 1, True, None]}}},
+    {"type": "object", "properties": {"s": {"type": "string"}}, "additionalProperties": False, "required": ["s"]},
+    {"type": "object", "properties": {"ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}},
+    {
+        "type": "object",
+        "properties": {"pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]}},
+    },
+    {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": "a file's text: may hold </parameter>"}},
+    },
+    {
+        "type": "object",
+        "properties": {"shape": {"anyOf": [{"$ref": "#/$defs/Circle"}, {"$ref": "#/$defs/Square"}]}},
+        "$defs": {
+            "Circle": {"type": "object", "properties": {"r": {"type": "number"}}, "required": ["r"]},
+            "Square": {"type": "object", "properties": {"side": {"type": "number"}}, "required": ["side"]},
+        },
+    },
+]
+
+
+# fmt: on
+
+
+@pytest.mark.parametrize("name", CONSTRAINED)
+def test_the_constraint_compiles_in_llguidance_for_every_schema_of_the_corpus(name):
+    dialect = DIALECTS[name]
+    tokenizer = LLTokenizer(TokenizerWrapper(_Vocabulary(control_tokens(dialect))), slices=[])
+    tools = [ConstraintTool(f"tool_{index}", schema) for index, schema in enumerate(CORPUS)]
+    assert len(tools) >= 30
+    for mode in ("required", "auto"):
+        lark = LLMatcher.grammar_from_lark(constraint(dialect, tools, mode))
+        assert LLMatcher.validate_grammar(lark, tokenizer) == "", (mode, LLMatcher.validate_grammar(lark, tokenizer))
+    for tool in tools:
+        lark = LLMatcher.grammar_from_lark(constraint(dialect, [tool], "named"))
+        assert LLMatcher.validate_grammar(lark, tokenizer) == "", (
+            tool.name,
+            LLMatcher.validate_grammar(lark, tokenizer),
+        )
