@@ -2,7 +2,7 @@
 never delay its measurements): ordinary tool requests one after another on one keep-alive
 connection, 30 before the attack for the unloaded time, then until its stdin closes.
 
-    python canary.py PORT API_KEY
+    python canary.py PORT API_KEY BODY
 
 Prints one JSON line when told to stop: ``{"unloaded", "latencies", "failures"}`` in seconds.
 """
@@ -17,20 +17,9 @@ import time
 
 import orjson
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-
 
 def main() -> None:
-    port, key = int(sys.argv[1]), sys.argv[2]
-    body = orjson.dumps(
-        {"model": "ok", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER]}
-    )
+    port, key, body = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     failures: list[str] = []
 

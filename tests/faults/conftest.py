@@ -168,7 +168,13 @@ class Canary:
 
     def __enter__(self) -> Canary:
         self._process = subprocess.Popen(
-            [sys.executable, str(HERE / "canary.py"), str(self.proxy.port), API_KEY],
+            [
+                sys.executable,
+                str(HERE / "canary.py"),
+                str(self.proxy.port),
+                API_KEY,
+                orjson.dumps(tool_request()).decode(),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
