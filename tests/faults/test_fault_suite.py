@@ -21,7 +21,18 @@ import orjson
 import pytest
 from aiohttp import web
 
-from conftest import API_KEY, WEATHER, Baseline, Canary, Proxy, free_port, settle, tool_request
+from conftest import (
+    API_KEY,
+    MEMORY_SLACK_BYTES,
+    PARSED_JSON_SLACK_BYTES,
+    WEATHER,
+    Baseline,
+    Canary,
+    Proxy,
+    free_port,
+    settle,
+    tool_request,
+)
 
 CHAT = b"/v1/chat/completions"
 AUTHORIZATION = b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
@@ -62,13 +73,15 @@ async def first_status(proxy: Proxy, data: bytes, *, pieces: int = 1, pause: flo
             await writer.wait_closed()
 
 
-async def under_attack(proxy: Proxy, attack: Callable[[], Awaitable[Any]]) -> Any:
+async def under_attack(
+    proxy: Proxy, attack: Callable[[], Awaitable[Any]], *, memory_slack: int = PARSED_JSON_SLACK_BYTES
+) -> Any:
     """Runs ``attack`` beside the canary, then holds the proxy to the suite's bounds."""
     start = Baseline(proxy.rss(), proxy.fds())
     with Canary(proxy) as canary:
         result = await attack()
     canary.assert_unstalled()
-    await asyncio.to_thread(settle, proxy, start)
+    await asyncio.to_thread(settle, proxy, start, memory_slack=memory_slack)
     return result
 
 
@@ -324,14 +337,18 @@ async def test_a_flood_of_distinct_schemas_leaves_memory_where_it_was(proxy):
             statuses += [status for status, _ in answers]
         return statuses
 
-    assert set(await under_attack(proxy, flood)) == {200}
+    assert set(await under_attack(proxy, flood, memory_slack=MEMORY_SLACK_BYTES)) == {200}
 
 
 async def test_unauthenticated_bodies_cost_only_their_headers(proxy):
     body = b'{"model": "ok", "messages": [], "padding": "' + b"x" * (8 << 20) + b'"}'
     unauthenticated = post_bytes(body, key=None)
 
-    statuses = await under_attack(proxy, lambda: many(50, lambda: first_status(proxy, unauthenticated, pieces=32)))
+    statuses = await under_attack(
+        proxy,
+        lambda: many(50, lambda: first_status(proxy, unauthenticated, pieces=32)),
+        memory_slack=MEMORY_SLACK_BYTES,
+    )
     assert set(statuses) == {401}
 
 
