@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -49,8 +50,6 @@ WEATHER = {
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -85,19 +84,6 @@ class Proxy:
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def post(self, path: str, body: Any, *, key: str | None = API_KEY, timeout: float = 10) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            headers = {"Content-Type": "application/json"}
-            if key is not None:
-                headers["Authorization"] = f"Bearer {key}"
-            connection.request("POST", path, orjson.dumps(body), headers)
-            response = connection.getresponse()
-            raw = response.read()
-            return response.status, orjson.loads(raw) if raw else None
-        finally:
-            connection.close()
 
     def post_raw(self, body: bytes, *, timeout: float = 30) -> tuple[int, Any]:
         """``POST /v1/chat/completions`` with ``body`` as it is; the status and the JSON answer."""
@@ -152,7 +138,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         _wait_healthy(proxy_port, process, "the proxy")
         running = Proxy(process, proxy_port, engine_port, proxy_log)
         for _ in range(50):  # warm: imports, caches and the upstream pool as an ordinary day has them
-            assert running.post("/v1/chat/completions", tool_request())[0] == 200
+            assert running.post_raw(orjson.dumps(tool_request()))[0] == 200
         yield running
     finally:
         for child in (process, engine):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from typing import Literal as Kind
 
+from ..jsonpointer import resolve
 from .grammar import (
     Arguments,
     Branch,
@@ -251,6 +252,7 @@ class _Writer:
     def key_values(self, step: KeyValueArguments, tool: ConstraintTool) -> str:
         """Tagged pairs, the schema's properties in order, values raw text typed by the schema."""
         properties, required = _object_members(tool.parameters)
+        defs, _ = _hoisted(tool.parameters)
         pairs = []
         for name, schema in properties.items():
             head = f"{_WS} {self.text(step.key_open + name + step.key_close)} {_WS} {self.text(step.value_open)}"
@@ -259,7 +261,7 @@ class _Writer:
                 value = self.rule(f"{self.fresh('raw_value')}[lazy]", f"/(.|\\n)*/ {close}")
                 pair = f"{head} {value}"
             else:
-                standalone = _standalone(tool.parameters, schema)
+                standalone = _standalone(tool.parameters, schema, defs)
                 pair = f"{head} {_WS} {_json(standalone)} {_WS} {close}"
             pair = self.rule(self.fresh("pair"), pair)
             pairs.append(pair if name in required else f"{pair}?")
@@ -267,9 +269,10 @@ class _Writer:
 
     def python_keywords(self, parameters: Mapping[str, Any]) -> str:
         properties, required = _object_members(parameters)
+        literals = _PythonLiterals(self, parameters)  # one per tool: a $ref is one rule however often used
         items = []
         for name, schema in properties.items():
-            value = _PythonLiterals(self, parameters).rule_for(schema)
+            value = literals.rule_for(schema)
             items.append((f'{_WS} "{name}" {_WS} "=" {_WS} {value}', name in required))
         return _comma_sequence(self, items) if items else '""'
 
@@ -341,9 +344,7 @@ def _resolve(root: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str,
     for _ in range(64):
         ref = schema.get("$ref")
         if isinstance(ref, str) and ref.startswith("#"):
-            target: Any = root
-            for raw in ref[2:].split("/") if ref != "#" else ():
-                target = target[raw.replace("~1", "/").replace("~0", "~")]
+            target = resolve(root, ref)  # checked: it points to a schema in the document
             schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
             continue
         all_of = schema.get("allOf")
@@ -401,9 +402,9 @@ def _hoisted(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return _rewrite_refs(parameters, defs), _rewrite_refs(parameters, body)
 
 
-def _standalone(root: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` (a part of ``root``) as a document of its own, with ``root``'s definitions."""
-    defs, _ = _hoisted(root)
+def _standalone(root: Mapping[str, Any], schema: Mapping[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (a part of ``root``) as a document of its own, with ``root``'s definitions
+    (``defs``, as ``_hoisted`` gives them)."""
     body = _rewrite_refs(root, dict(schema))
     return {**body, "$defs": defs} if defs else body
 
