@@ -58,8 +58,9 @@ def _proxy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guided-decoding",
         choices=GUIDED_DECODING,
-        help="constrain a named tool_choice's arguments with the engine's guided decoding: "
-        f"guided_json (vLLM <= 0.10) or structured_outputs (later); default off {env('guided_decoding')}",
+        help="how the engine takes the grammar that holds required, named and strict tool calls to the tools: "
+        "structured_outputs (vLLM >= 0.11), guided (guided_grammar, vLLM 0.4 to 0.11) or off; "
+        f"default auto, from the engine's GET /version {env('guided_decoding')}",
     )
     parser.add_argument(
         "--tokenizer",

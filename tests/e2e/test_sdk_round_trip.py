@@ -9,88 +9,31 @@ leaves the model confused and a call not stopped on its id runs on.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+import sim_stack
 from openai import AsyncOpenAI, BadRequestError
 
 from toolcall_proxy.demo import QUESTION, WEATHER_TOOL, get_current_weather
 from toolcall_proxy.dialects import DIALECTS, get_dialect
-from toolcall_proxy.server import ProxyApp, ProxySettings
 from toolcall_proxy.server import app as proxy_app
 from toolcall_proxy.sim import engine as sim_engine
-from toolcall_proxy.sim.server import SimApp, SimConfig
+from toolcall_proxy.sim.server import SimApp
 
 CITIES = ["San Francisco", "Tokyo", "Paris"]
-
-
-def _socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
-async def _serve(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
-    return server, task
 
 
 @pytest.fixture
 def running_stack(chatglm3_tokenizer_dir: Path) -> Any:
     """``async for client, engine_url in running_stack(dialect):``, a token-id dialect on the real
     ChatGLM3 tokenizer at both ends."""
-    return functools.partial(_running_stack, tokenizer=chatglm3_tokenizer_dir)
-
-
-async def _running_stack(
-    dialect: str, *, tokenizer: Path | None, reject_tools: bool = False
-) -> AsyncIterator[tuple[AsyncOpenAI, str]]:
-    """An SDK client pointed at the proxy, and the engine's own URL."""
-    engine_socket = _socket()
-    if get_dialect(dialect).token_layout is None:
-        tokenizer = None
-    sim = SimApp(
-        SimConfig(
-            model="demo/model",
-            chat_template=get_dialect(dialect).template,
-            dialect=dialect,
-            served_model_names=("demo",),
-            reject_tools=reject_tools,
-            tokenizer=tokenizer,
-        )
-    )
-    engine_url = f"http://127.0.0.1:{engine_socket.getsockname()[1]}"
-    engine, engine_task = await _serve(sim, engine_socket)
-    proxy = ProxyApp(
-        ProxySettings(
-            host="127.0.0.1", upstream=engine_url, dialect=dialect, tokenizer=str(tokenizer) if tokenizer else None
-        )
-    )
-    await proxy.start(port=0)
-    while proxy.tokenizer_loader is not None and proxy.tokenizer_loader.tokenizer is None:
-        assert not proxy.failure or not proxy.failure.done(), proxy.failure.result()
-        await asyncio.sleep(0.01)
-    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{proxy.port}/v1", api_key="unused", max_retries=0)
-    try:
-        yield client, engine_url
-    finally:
-        await client.close()
-        await proxy.close()
-        engine.should_exit = True
-        await engine_task
+    return functools.partial(sim_stack.running_stack, tokenizer=chatglm3_tokenizer_dir)
 
 
 async def _ask(client: AsyncOpenAI, messages: list[dict[str, Any]], stream: bool) -> tuple[str, list[dict[str, str]]]:

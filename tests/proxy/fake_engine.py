@@ -21,6 +21,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_CONSTRAINT_FIELDS = {"structured_outputs", "guided_grammar", "guided_json"}
+
+
 @dataclass
 class FakeEngine:
     """Answers like vLLM with scripted model output, and records what it was asked."""
@@ -37,6 +40,9 @@ class FakeEngine:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     chat_body: bytes = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
     completions_body: dict[str, Any] | None = None  # answered as it is instead of a generation
+    version: str | None = None  # GET /version's vLLM version; None: not found, as a non-vLLM engine
+    refuse_constraints: bool = False  # a 400 to any constrained request, as a backend refusing grammars
+    version_asked: int = 0
 
     def next_output(self) -> str:
         return self.outputs.pop(0) if self.outputs else "Plain answer."
@@ -44,6 +50,10 @@ class FakeEngine:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(("/v1/completions", body))
+        if self.refuse_constraints and _CONSTRAINT_FIELDS & body.keys():
+            message = "Invalid grammar specification."
+            error = {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+            return web.json_response({"error": error}, status=400)
         if self.status != 200:
             return web.json_response(
                 {"object": "error", "message": "engine exploded", "code": self.status}, status=self.status
@@ -156,11 +166,18 @@ class FakeEngine:
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 
+    async def version_answer(self, request: web.Request) -> web.Response:
+        self.version_asked += 1
+        if self.version is None:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        return web.json_response({"version": self.version})
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/version", self.version_answer)
         app.router.add_route("*", "/{tail:.*}", self.other)
         return app
 

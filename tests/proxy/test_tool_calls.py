@@ -318,40 +318,6 @@ async def test_generic_dialect_keeps_the_models_chat_template(stack_with, client
         assert [t.function.name for t in deltas if t.function.name] == ["search"]
 
 
-@pytest.mark.parametrize(
-    ("mode", "field"),
-    [
-        ("guided_json", {"guided_json": WEATHER["function"]["parameters"]}),
-        ("structured_outputs", {"structured_outputs": {"json": WEATHER["function"]["parameters"]}}),
-    ],
-)
-async def test_named_choice_can_use_the_engines_guided_decoding(stack_with, client, mode, field):
-    async with stack_with(guided_decoding=mode) as stack:
-        stack.engine.outputs = ['{"location": "Paris"}']  # guided output ends with the arguments
-        answer = await client(stack).chat.completions.create(
-            model="m",
-            messages=QUESTION,
-            tools=[WEATHER],
-            tool_choice={"type": "function", "function": {"name": "get_current_weather"}},
-        )
-        sent = stack.engine.requests[-1][1]
-    assert {key: sent[key] for key in field} == field
-    (call,) = answer.choices[0].message.tool_calls
-    assert orjson.loads(call.function.arguments) == {"location": "Paris"}
-
-
-async def test_guided_decoding_is_off_by_default(stack, client):
-    stack.engine.outputs = ['{"location": "Paris"}}</tool_call>']
-    await client(stack).chat.completions.create(
-        model="m",
-        messages=QUESTION,
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_current_weather"}},
-    )
-    assert "guided_json" not in stack.engine.requests[-1][1]
-    assert "structured_outputs" not in stack.engine.requests[-1][1]
-
-
 @pytest.mark.parametrize("stream", [False, True])
 async def test_reasoning_comes_back_apart_from_content_and_calls(stack, client, stream):
     stack.engine.outputs = [

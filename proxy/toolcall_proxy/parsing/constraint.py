@@ -75,11 +75,14 @@ def call_constraint(
     (the one whose opener begins it; the grammar's first when none does)."""
     if not tools:
         raise ValueError("a constraint needs at least one tool")
-    writer = _Writer(tools, frozenset(special_tokens), parallel=parallel and mode != "named")
     first = _written_format(grammar, written)
+    # Without an opener the first line is what tells a call turn (a name) from a text turn (an
+    # empty line), so nothing may come before the name.
+    bare = first.opener == ""
+    writer = _Writer(tools, frozenset(special_tokens), parallel=parallel and mode != "named", bare_names=bare)
     calls = writer.calls(grammar, first)
     if mode in ("required", "named"):
-        writer.rule("start", f"{_WS} {calls}")
+        writer.rule("start", calls if bare else f"{_WS} {calls}")
     elif first.opener == "":
         # No opener: the first line either names a tool (a call turn) or is empty (a text turn).
         writer.rule("start", f"{calls} | TEXT_TURN")
@@ -112,6 +115,7 @@ class _Writer:
     tools: Sequence[ConstraintTool]
     special: frozenset[str]
     parallel: bool
+    bare_names: bool = False  # a name starts its line: no whitespace before it
     rules: dict[str, str] = field(default_factory=dict)
     _calls: dict[tuple[int, bool], str] = field(default_factory=dict)
     _counter: int = 0
@@ -200,7 +204,7 @@ class _Writer:
             return f"({text})?" if step.optional else text
         if isinstance(step, Name):
             names = " | ".join(json.dumps(tool.name) for tool in tools)
-            return f"{_WS} ({names}) {self.text(step.terminator)}"
+            return f"{'' if self.bare_names else _WS} ({names}) {self.text(step.terminator)}".lstrip()
         if isinstance(step, CallId):
             if step.name_within is not None:
                 # One lexeme (a prefix, the name, the index), so no part of it can end early.

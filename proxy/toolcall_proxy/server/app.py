@@ -7,6 +7,7 @@ by the upstream connection's callbacks: no task, no queue, nothing per chunk but
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import signal
@@ -21,6 +22,7 @@ from prometheus_client.metrics import Counter, Histogram
 
 from ..dialects import get_dialect
 from ..rendering import compile_template
+from .constraints import OFF, engine_fields, version_of
 from .errors import ProxyError
 from .http import Exchange, Headers, HttpServer, Limits
 from .metrics import ProxyMetrics
@@ -73,6 +75,9 @@ class ProxyApp:
                 on_failure=self._fail_start,
             )
         self.failure: asyncio.Future[str] | None = None
+        # --guided-decoding auto: the engine's version, asked once it answers, picks the fields
+        self._engine_asked = settings.guided_decoding != "auto"
+        self._engine_question: asyncio.Future[None] | None = None
         compile_template(self.dialect.template)  # now, rather than ~60 ms into the first request
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self._counters: dict[tuple[str, int], Counter] = {}
@@ -231,8 +236,10 @@ class ProxyApp:
         exchange.on_disconnect = call.abort
 
     # -- tools ----------------------------------------------------------------------------
-    def _start_tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
-        if request.stream:
+    def _start_tools(self, exchange: Exchange, request: ChatToolRequest, *, engine_asked: bool = False) -> None:
+        if not (self._engine_asked or engine_asked):
+            self._spawn(exchange, self._ask_engine_then_start(exchange, request))
+        elif request.stream:
             self._tools_streaming(exchange, request)
         else:
             self._spawn(exchange, self._tools(exchange, request))
@@ -243,24 +250,71 @@ class ProxyApp:
         if not exchange.closed:
             self._start_tools(exchange, request)
 
+    async def _ask_engine_then_start(self, exchange: Exchange, request: ChatToolRequest) -> None:
+        if self._engine_question is None:
+            self._engine_question = asyncio.ensure_future(self._ask_engine())
+        await asyncio.shield(self._engine_question)
+        if not exchange.closed:
+            self._start_tools(exchange, request, engine_asked=True)
+
+    async def _ask_engine(self) -> None:
+        """Which fields the engine takes a constraint in, from its ``GET /version``. An engine not
+        answering yet is asked again by the next request; one without the endpoint constrains nothing."""
+        try:
+            try:
+                status, body = await self.upstream.fetch("GET", "/version", [])
+            except ProxyError as error:
+                log.info("the engine's version is not known yet (%s): asking again with the next request", error)
+                return
+            version = version_of(body) if status == 200 else None
+            fields = engine_fields(version) if version else OFF
+            self.tool_path.engine_fields = fields
+            self._engine_asked = True
+            if fields == OFF:
+                log.warning(
+                    "the engine (version %s) takes no grammar: tool calls are not constrained at decode time "
+                    "(prefill and one retry instead); --guided-decoding overrides",
+                    version or f"unknown, GET /version answered {status}",
+                )
+            else:
+                log.info("the engine is vLLM %s: tool-call constraints go in %s", version, fields)
+        finally:
+            self._engine_question = None
+
     async def _tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
         tool_path = self.tool_path
-        call = tool_path.upstream_call(request)
-        answer = await self.upstream.post_json(call.path, call.payload)
+        call, answer = await self._ask_model(request)
         text, finish_reason = _choice_text(answer, call.reader())
         parsed = tool_path.parse_text(request, call, text)
         if not parsed.calls and request.choice.mode in ("required", "named"):
             log.info("tool_choice %s but no valid call: asking once more", request.choice.mode)
-            call = tool_path.upstream_call(request, retry=True)
-            answer = await self.upstream.post_json(call.path, call.payload)
+            call, answer = await self._ask_model(request, retry=True)
             text, finish_reason = _choice_text(answer, call.reader())
             parsed = tool_path.parse_text(request, call, text)
         response = tool_path.completion_response(request, answer, parsed, finish_reason)
         exchange.respond(200, orjson.dumps(response), _JSON)
 
-    def _tools_streaming(self, exchange: Exchange, request: ChatToolRequest) -> None:
-        call = self.tool_path.upstream_call(request)
-        sink = _ToolStream(self, exchange, request, call)
+    async def _ask_model(self, request: ChatToolRequest, *, retry: bool = False) -> tuple[UpstreamCall, dict[str, Any]]:
+        """The engine's call and answer; if the engine refuses the call's constraint (a 400 that
+        the same request without it does not get), the call without it and its answer."""
+        call = self.tool_path.upstream_call(request, retry=retry)
+        try:
+            return call, await self.upstream.post_json(call.path, call.payload)
+        except ProxyError as error:
+            if call.constraint is None or error.status != 400:
+                raise
+            plain = self.tool_path.upstream_call(request, retry=retry, constrain=False)
+            answer = await self.upstream.post_json(plain.path, plain.payload)
+            self.tool_path.constraint_refused(call, error.message)
+            return plain, answer
+
+    def _tools_streaming(
+        self, exchange: Exchange, request: ChatToolRequest, *, refused: tuple[UpstreamCall, str] | None = None
+    ) -> None:
+        """Streams the answer; ``refused``: the constrained call the engine refused, and why (this
+        stream goes without the constraint, and if the engine takes it, the refusal is noted)."""
+        call = self.tool_path.upstream_call(request, constrain=refused is None)
+        sink = _ToolStream(self, exchange, request, call, refused)
         upstream_call = self.upstream.request("POST", call.path, _JSON, orjson.dumps(call.payload), sink)
         exchange.flow = upstream_call
         exchange.on_disconnect = upstream_call.abort
@@ -321,13 +375,24 @@ class _ToolStream:
         "_pending",
         "_reader",
         "_refused",
+        "_refused_constraint",
+        "_request",
         "_usage",
     )
 
-    def __init__(self, app: ProxyApp, exchange: Exchange, request: ChatToolRequest, call: UpstreamCall) -> None:
+    def __init__(
+        self,
+        app: ProxyApp,
+        exchange: Exchange,
+        request: ChatToolRequest,
+        call: UpstreamCall,
+        refused: tuple[UpstreamCall, str] | None = None,
+    ) -> None:
         self._app = app
         self._exchange = exchange
+        self._request = request
         self._call = call
+        self._refused_constraint = refused
         self._converter = StreamConverter(app.tool_path, request, request.body.get("model"))
         self._parser = app.tool_path.parser(request, call)
         self._reader = call.reader()
@@ -342,6 +407,8 @@ class _ToolStream:
         if status != 200:
             self._refused = status
             return
+        if self._refused_constraint is not None:
+            self._app.tool_path.constraint_refused(*self._refused_constraint)
         self._exchange.start(200, _SSE)
         out = [self._converter.start()]
         if self._call.prefill:
@@ -361,7 +428,15 @@ class _ToolStream:
 
     def end(self) -> None:
         if self._refused:
-            _fail(self._exchange, self._app.upstream.status_error(self._refused, b"".join(self._kept)))
+            error = self._app.upstream.status_error(self._refused, b"".join(self._kept))
+            if self._refused == 400 and self._call.constraint is not None and not self._exchange.closed:
+                # the same request without the constraint, once this exchange with the engine is over
+                again = functools.partial(
+                    self._app._tools_streaming, self._exchange, self._request, refused=(self._call, error.message)
+                )
+                asyncio.get_running_loop().call_soon(again)
+                return
+            _fail(self._exchange, error)
             return
         out: list[bytes] = []
         self._convert([self._pending], out)

@@ -38,6 +38,13 @@ class ProxyMetrics:
             ["dialect", "reason"],
             registry=self.registry,
         )
+        self.unconstrained = Counter(
+            "toolmodel_proxy_unconstrained",
+            "Requests whose tool calls should have been constrained at decode time but were not, by why: "
+            "the engine cannot (engine), the family's markers cannot be named (dialect), the engine refused (refused)",
+            ["dialect", "reason"],
+            registry=self.registry,
+        )
         self.upstream_errors = Counter(
             "toolmodel_proxy_upstream_errors", "Failed upstream requests", ["reason"], registry=self.registry
         )

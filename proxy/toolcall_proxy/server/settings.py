@@ -31,8 +31,9 @@ ENVIRONMENT = {
     "tokenizer_wait": "TOOLMODEL_TOKENIZER_WAIT",
 }
 # How to ask the engine to constrain a forced call's arguments to the tool's JSON Schema:
-# vLLM up to 0.10 takes `guided_json`, later versions `structured_outputs: {"json": ...}`.
-GUIDED_DECODING = ("off", "guided_json", "structured_outputs")
+# How the engine takes a tool-call constraint: found out from its version (auto), or said:
+# `structured_outputs` (vLLM >= 0.11), `guided` (guided_grammar/guided_json, vLLM 0.4 to 0.11), off.
+GUIDED_DECODING = ("auto", "structured_outputs", "guided", "off")
 
 
 class SettingsError(ValueError):
@@ -58,7 +59,7 @@ class ProxySettings:
     upstream_timeout: float = 600.0
     # "proxy": render and parse tool calls here; "native": vLLM parses them, requests are relayed
     mode: str = "proxy"
-    guided_decoding: str = "off"
+    guided_decoding: str = "auto"
     log_level: str = "info"
     # Token-id dialects (ChatGLM3): the model's tokenizer, a directory or a Hugging Face model id
     # found in the hub cache the engine downloads into (or fetched from the hub), and how long to

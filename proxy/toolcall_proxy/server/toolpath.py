@@ -16,6 +16,7 @@ from ..dialects import Dialect
 from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted, Event, ReasoningDelta, TextDelta
 from ..parsing.result import ParsedCall, fold
 from ..tokens import ControlMarkers, OutputDecoder, PromptTokenizer
+from .constraints import OFF, GrammarBook, grammar_fields, schema_fields
 from .errors import ProxyError
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
@@ -62,6 +63,7 @@ class UpstreamCall:
     prompt: str = ""
     prompt_ids: list[int] | None = None
     tokenizer: PromptTokenizer | None = None
+    constraint: str | None = None  # the grammar or schema the engine was asked to enforce
 
     def reader(self) -> OutputReader:
         return OutputReader(self)
@@ -109,6 +111,13 @@ class OutputReader:
 
 
 @dataclass(frozen=True, slots=True)
+class _Constraint:
+    text: str  # the grammar, or the arguments' schema as JSON
+    fields: dict[str, Any]  # the request fields that carry it
+    whole_answer: bool  # a grammar of the whole answer, not of the arguments after a prefill
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """What the model said, as the response will carry it."""
 
@@ -123,14 +132,24 @@ class ToolPath:
         self.settings = settings
         self.metrics = metrics
         self.tokenizer: PromptTokenizer | None = None  # set once loaded, for token-id dialects
+        self.grammars = GrammarBook(dialect)
+        # how the engine takes a constraint (constraints.engine_fields): set from --guided-decoding,
+        # or once the engine said its version; until then nothing is constrained
+        self.engine_fields = OFF if settings.guided_decoding == "auto" else settings.guided_decoding
+        self._said_refused = False
 
     # -- the upstream request --------------------------------------------------------------
-    def upstream_call(self, request: ChatToolRequest, *, retry: bool = False) -> UpstreamCall:
+    def upstream_call(self, request: ChatToolRequest, *, retry: bool = False, constrain: bool = True) -> UpstreamCall:
+        """The engine's request; ``constrain`` false leaves the decode-time constraint out (the
+        engine refused it), and the prefill and a retry do what they can instead."""
         body = request.body
         offered = request.offered
         forced = request.forced_name
+        constraint = self._constraint(request) if constrain else None
         prefill = ""
-        if forced is not None:
+        if constraint is not None and constraint.whole_answer:
+            pass  # the grammar writes the calls' start itself; a prefill would put it there twice
+        elif forced is not None:
             prefill = self.dialect.prefill(forced)
         elif request.choice.mode == "required":
             prefill = self.dialect.prefill(None)
@@ -173,10 +192,10 @@ class ToolPath:
             payload.update({key: body[key] for key in _SAMPLING_FIELDS if key in body})
             if request.stream and request.include_usage:
                 payload["stream_options"] = {"include_usage": True}
-            if forced is not None and self.dialect.prefill_ends_at_arguments:
-                payload.update(self._guided_arguments(offered[0].parameters))
             payload.update(self._prompt_fields())
             path = "/v1/completions"
+        if constraint is not None:
+            payload.update(constraint.fields)
         if stop:
             payload["stop"] = stop
         # Markers such as ChatGLM3's <|assistant|> or Mistral's [TOOL_CALLS] are special tokens;
@@ -186,9 +205,47 @@ class ToolPath:
             # The first answer missed the required call: sample again rather than repeat it.
             payload["temperature"] = max(float(payload.get("temperature") or 0.0), 0.7)
             payload["seed"] = int(payload.get("seed") or 0) + 1
+        enforced = constraint.text if constraint is not None else None
         if self.dialect.transport == "chat":
-            return UpstreamCall(path, payload, prefill)
-        return UpstreamCall(path, payload, prefill, prompt, prompt_ids, self.tokenizer if prompt_ids else None)
+            return UpstreamCall(path, payload, prefill, constraint=enforced)
+        tokenizer_used = self.tokenizer if prompt_ids else None
+        return UpstreamCall(path, payload, prefill, prompt, prompt_ids, tokenizer_used, enforced)
+
+    def _constraint(self, request: ChatToolRequest) -> _Constraint | None:
+        """What the engine is asked to enforce: the grammar of the whole answer, else (a family
+        whose markers a grammar cannot name, or a grammar the engine refused) a named call's
+        arguments by their schema after the prefill."""
+        mode = request.choice.mode
+        if not (mode in ("required", "named") or (mode == "auto" and any(tool.strict for tool in request.tools))):
+            return None
+        fields = self.engine_fields
+        if fields == OFF:
+            self.metrics.unconstrained.labels(self.dialect.name, "engine").inc()
+            return None
+        grammar = self.grammars.grammar(request)
+        if grammar is not None and not self.grammars.is_refused(grammar):
+            return _Constraint(grammar, grammar_fields(fields, grammar), whole_answer=True)
+        forced = request.forced_name
+        if forced is not None and self.dialect.prefill_ends_at_arguments:
+            schema = request.offered[0].parameters
+            text = orjson.dumps(schema).decode()
+            if not self.grammars.is_refused(text):
+                return _Constraint(text, schema_fields(fields, schema), whole_answer=False)
+        self.metrics.unconstrained.labels(self.dialect.name, "dialect" if grammar is None else "refused").inc()
+        return None
+
+    def constraint_refused(self, call: UpstreamCall, reason: str) -> None:
+        """The engine answered 400 to ``call``'s constraint: it is not sent again."""
+        assert call.constraint is not None
+        self.grammars.refuse(call.constraint)
+        self.metrics.unconstrained.labels(self.dialect.name, "refused").inc()
+        if not self._said_refused:
+            self._said_refused = True
+            log.warning(
+                "the engine refused a tool-call constraint (%s); such requests go without one: "
+                "prefill and one retry, and a call failing its schema is not returned as a call",
+                reason,
+            )
 
     def loaded_tokenizer(self) -> PromptTokenizer:
         if self.tokenizer is None:
@@ -206,14 +263,6 @@ class ToolPath:
             fields["stop_token_ids"] = list(self.tokenizer.stop_ids)
             fields["return_token_ids"] = True
         return fields
-
-    def _guided_arguments(self, schema: Mapping[str, Any]) -> dict[str, Any]:
-        mode = self.settings.guided_decoding
-        if mode == "guided_json":
-            return {"guided_json": schema}
-        if mode == "structured_outputs":
-            return {"structured_outputs": {"json": schema}}
-        return {}
 
     # -- non-streaming ---------------------------------------------------------------------
     def parser(self, request: ChatToolRequest, upstream_call: UpstreamCall) -> CallParser:
@@ -238,7 +287,7 @@ class ToolPath:
                 log.info("dropped a second tool call (%s): parallel_tool_calls is false", call.name)
                 continue
             problem = self.check_arguments(request, call.name, call.arguments)
-            if problem and self._must_validate(request, call.name):
+            if problem and request.must_validate(call.name):
                 self.count_failure("schema", problem, call.arguments)
                 rewritten = self.dialect.write_calls([(call.name, _loads_or_text(call.arguments))])
                 content = f"{content}\n{rewritten}" if content else rewritten
@@ -276,10 +325,6 @@ class ToolPath:
         }
 
     # -- shared with StreamConverter -----------------------------------------------------
-    def _must_validate(self, request: ChatToolRequest, name: str) -> bool:
-        tool = _find(request.offered, name)
-        return request.validated_calls or (tool is not None and tool.strict)
-
     def check_arguments(self, request: ChatToolRequest, name: str, arguments: str) -> str | None:
         """Why the arguments do not fit the tool's schema, or None. Logged and counted either way."""
         tool = _find(request.offered, name)
@@ -293,7 +338,7 @@ class ToolPath:
         if found is None:
             return None
         problem = f"arguments of {name} {found}"
-        if not self._must_validate(request, name):
+        if not request.must_validate(name):
             self.count_failure("schema", problem, arguments, kept=True)
         return problem
 
@@ -314,7 +359,8 @@ class StreamConverter:
 
     Calls stream as they are parsed: the first frame of a call carries its id, type and name,
     then ``arguments`` fragments follow as generated. When calls must be validated first
-    (strict schemas, forced ``tool_choice``), each call is sent whole once it has been checked.
+    (forced ``tool_choice``, a strict tool, a tool not offered), the call is sent whole once it
+    has been checked.
     An argument fragment or a piece of text is the frame of nearly every token, so those two
     frames are spliced from bytes made once per stream rather than serialized as dicts.
     """
@@ -322,7 +368,7 @@ class StreamConverter:
     def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str | None) -> None:
         self._path = tool_path
         self._request = request
-        self._buffered = request.validated_calls
+        self._buffered: set[int] = set()  # calls sent whole once checked (request.must_validate)
         self._max_calls = None if request.parallel else 1
         self._prefix = (
             b'data: {"id":"'
@@ -384,7 +430,8 @@ class StreamConverter:
         self._ids[event.index] = event.call_id or self._path.dialect.call_id()
         self._names[event.index] = event.name
         self._arguments[event.index] = []
-        if self._buffered:
+        if self._request.must_validate(event.name):
+            self._buffered.add(event.index)
             return
         self._argument_prefixes[event.index] = (
             self._prefix + b'{"tool_calls":[{"index":' + str(self._shown_calls).encode() + b',"function":{"arguments":'
@@ -399,7 +446,7 @@ class StreamConverter:
             out.append(self.frame({"content": event.raw}))
             return
         problem = path.check_arguments(self._request, name, arguments)
-        if not self._buffered:
+        if index not in self._buffered:
             path.metrics.tool_calls.labels(path.dialect.name).inc()
             return
         if problem:

@@ -28,6 +28,7 @@ class Tool:
     parameters: Mapping[str, Any]
     strict: bool
     arguments: ArgumentsCheck  # checks the arguments of a call
+    schema_json: bytes = b""  # the parameters as JSON with sorted keys: the schema's identity
 
 
 # What a checked schema costs to keep, per byte of its JSON: the parsed schema, its validator
@@ -80,10 +81,14 @@ class ChatToolRequest:
             return self.tools[0].name
         return None
 
-    @property
-    def validated_calls(self) -> bool:
-        """Calls must be checked before the client sees them (strict schemas, forced choice)."""
-        return self.choice.mode in ("required", "named") or any(tool.strict for tool in self.offered)
+    def must_validate(self, name: str) -> bool:
+        """Whether a call of ``name`` is checked before the client sees it: under a forced choice
+        every call is, else the calls of strict tools (strict applies per tool) and of a tool
+        that was not offered."""
+        if self.choice.mode in ("required", "named"):
+            return True
+        tool = next((tool for tool in self.offered if tool.name == name), None)
+        return tool is None or tool.strict
 
 
 def needs_tool_path(body: Mapping[str, Any]) -> bool:
@@ -243,13 +248,14 @@ def _checked_tools(value: list[Any]) -> tuple[Tool, ...]:
             raise bad_request(f"{where}.function.parameters", "must be a JSON Schema object")
         check_tool_schema(parameters, f"{where}.function.parameters")
         try:
-            arguments = _arguments_check(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
+            schema_json = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)
         except (TypeError, orjson.JSONEncodeError):
             raise bad_request(f"{where}.function.parameters", "must be a JSON Schema object") from None
+        arguments = _arguments_check(schema_json)
         strict = function.get("strict", False)
         if not isinstance(strict, bool):
             raise bad_request(f"{where}.function.strict", "must be true or false")
-        tools.append(Tool(name=name, definition=entry, parameters=parameters, strict=strict, arguments=arguments))
+        tools.append(Tool(name, entry, parameters, strict, arguments, schema_json))
     return tuple(tools)
 
 

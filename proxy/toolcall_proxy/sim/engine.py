@@ -22,6 +22,7 @@ from ..dialects.detect import detect
 
 __all__ = [
     "LAYOUTS",
+    "MISBEHAVIOURS",
     "Conversation",
     "Decoded",
     "Force",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 Force = Literal["required"] | str | None  # a tool must be called: any ("required") or this one
+
+# How a model scripted to misbehave gets its calls wrong (``generate(misbehave=...)``).
+MISBEHAVIOURS = ("wrong-name", "bad-arguments", "prose", "extra-call")
 
 
 # -- prompt layouts ---------------------------------------------------------------------------
@@ -974,13 +978,19 @@ class Generation:
     text: str  # the raw output, special tokens included, as a model with this template writes it
     calls: tuple[tuple[str, dict[str, Any]], ...]  # the calls it contains, for guided (forced) modes
     tokens: tuple[str, ...]
+    # What a well-behaved model writes: ``text`` itself unless the model was scripted to
+    # misbehave. A constrained model that strays goes on with it (see sim.constrained).
+    intended: str = ""
 
 
-def generate(prompt: str, *, dialect: str, model: str, force: Force = None) -> Generation:
+def generate(
+    prompt: str, *, dialect: str, model: str, force: Force = None, misbehave: Sequence[str] = ()
+) -> Generation:
     """The model's output for a prompt.
 
     ``force`` makes a call mandatory, as guided decoding does for ``tool_choice`` "required" or a
-    named tool; a prompt ending in the dialect's prefill forces the same way.
+    named tool; a prompt ending in the dialect's prefill forces the same way. ``misbehave`` names
+    the ways (``MISBEHAVIOURS``) a model scripted to misbehave gets the calls it makes wrong.
     """
     spec = get_dialect(dialect)
     layout = LAYOUTS.get(dialect, LAYOUTS["generic"])
@@ -1015,9 +1025,42 @@ def generate(prompt: str, *, dialect: str, model: str, force: Force = None) -> G
         text = layout.text_prefix + _final_answer(conversation.results, labels) + layout.text_end
     else:
         text = layout.text_prefix + _plain_answer(conversation.request, model) + layout.text_end
+    intended = text
+    if calls and misbehave:
+        text = _misbehaved(calls, misbehave, dialect, _plain_answer(conversation.request, model))
     if prefill:
         text = _continuation(prefill, text)
-    return Generation(text, tuple(calls), tuple(tokenize(text, special_tokens(dialect))))
+        intended = _continuation(prefill, intended)
+    return Generation(text, tuple(calls), tuple(tokenize(text, special_tokens(dialect))), intended)
+
+
+def _misbehaved(calls: Sequence[tuple[str, dict[str, Any]]], kinds: Sequence[str], dialect: str, prose: str) -> str:
+    """The calls written wrong: prose instead, a name not offered, arguments of the wrong types,
+    or one call too many."""
+    layout = LAYOUTS.get(dialect, LAYOUTS["generic"])
+    if "prose" in kinds:
+        return layout.text_prefix + prose + layout.text_end
+    wrong = [(f"{name}_v2" if "wrong-name" in kinds else name, arguments) for name, arguments in calls]
+    if "bad-arguments" in kinds:
+        wrong = [(name, _spoiled(arguments)) for name, arguments in wrong]
+    if "extra-call" in kinds:
+        wrong.append(wrong[0])
+    return get_dialect(dialect).write_calls(wrong) + layout.call_end
+
+
+def _spoiled(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The first argument (usually the one required) left out, the others of the wrong types,
+    and a key no schema asked for: wrong in every family's syntax, raw-text values included."""
+    spoiled: dict[str, Any] = {}
+    for key, value in list(arguments.items())[1:]:
+        if isinstance(value, str):
+            spoiled[key] = 42
+        elif isinstance(value, bool | int | float):
+            spoiled[key] = "many"
+        else:
+            spoiled[key] = "see above"
+    spoiled["confidence"] = "high"
+    return spoiled
 
 
 # -- tokens ---------------------------------------------------------------------------------------

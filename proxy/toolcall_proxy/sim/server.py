@@ -44,8 +44,9 @@ import uvicorn
 from ..dialects import DIALECTS, get_dialect
 from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted, Event, TextDelta
 from ..rendering import TemplateRenderError, normalize_messages, render
+from ..server.constraints import version_tuple
 from ..tokens import TokenizerError
-from . import engine, tokenization
+from . import constrained, engine, tokenization
 from .token_model import TokenModel
 
 __all__ = ["ConfigError", "SimApp", "SimConfig", "build_parser", "main", "parse_args", "run", "serve"]
@@ -58,6 +59,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_MODEL_LEN = 8192
+# The vLLM release whose API the simulator speaks unless told (--vllm-version): it decides which
+# constraint fields a request may use (`structured_outputs` from 0.11, `guided_*` until 0.11).
+DEFAULT_VLLM_VERSION = "0.12.0"
+STRUCTURED_OUTPUTS_BACKENDS = ("auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer")
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/completions
 
 
@@ -80,7 +85,6 @@ _IGNORED_VALUE_FLAGS = (
     "--device",
     "--distributed-executor-backend",
     "--generation-config",
-    "--guided-decoding-backend",
     "--hf-config-path",
     "--hf-overrides",
     "--kv-cache-dtype",
@@ -126,7 +130,6 @@ _IGNORED_VALUE_FLAGS = (
     "--ssl-cert-reqs",
     "--ssl-certfile",
     "--ssl-keyfile",
-    "--structured-outputs-config",
     "--swap-space",
     "--task",
     "--tokenizer-mode",
@@ -201,6 +204,12 @@ def _model_len(value: str) -> int:
     return length
 
 
+def _vllm_version(value: str) -> str:
+    if not version_tuple(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a vLLM version such as 0.12.0")
+    return value
+
+
 def _milliseconds(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -249,6 +258,15 @@ def build_parser(prog: str = "toolmodel sim") -> argparse.ArgumentParser:
     frontend.add_argument("--enable-log-requests", action=argparse.BooleanOptionalAction, default=False)
     frontend.add_argument("--disable-uvicorn-access-log", action=argparse.BooleanOptionalAction, default=False)
     frontend.add_argument(
+        "--structured-outputs-config.backend",
+        "--guided-decoding-backend",
+        dest="structured_outputs_backend",
+        choices=STRUCTURED_OUTPUTS_BACKENDS,
+        default="auto",
+        help="constrained decoding's backend (vLLM 0.11 spells it --structured-outputs-config.backend); "
+        "the simulator runs llguidance, and with xgrammar refuses Lark grammars as vLLM before 0.34 does",
+    )
+    frontend.add_argument(
         "--uvicorn-log-level", default="info", choices=("critical", "error", "warning", "info", "debug", "trace")
     )
 
@@ -259,6 +277,21 @@ def build_parser(prog: str = "toolmodel sim") -> argparse.ArgumentParser:
         "--reject-tools",
         action="store_true",
         help="behave like vLLM 0.4: /v1/chat/completions answers 400 to a request with tools or tool_choice",
+    )
+    sim.add_argument(
+        "--vllm-version",
+        type=_vllm_version,
+        default=DEFAULT_VLLM_VERSION,
+        metavar="X.Y.Z",
+        help="the vLLM release to behave as: /version, and which constraint fields count "
+        f"(default {DEFAULT_VLLM_VERSION})",
+    )
+    sim.add_argument(
+        "--misbehave",
+        action="append",
+        choices=engine.MISBEHAVIOURS,
+        default=[],
+        help="write calls wrong this way (repeatable), to show what decode-time constraints fix",
     )
     sim.add_argument(
         "--dialect",
@@ -324,6 +357,9 @@ class SimConfig:
     tool_call_parser: str | None = None
     api_key: str | None = None
     log_requests: bool = False
+    vllm_version: str = DEFAULT_VLLM_VERSION
+    structured_outputs_backend: str = "auto"
+    misbehave: tuple[str, ...] = ()
     # The tokenizer's directory, for a dialect with a token layout: the simulator then works on
     # ids as vLLM does. None: prompts are read as text (always, for the other dialects).
     tokenizer: Path | None = None
@@ -362,6 +398,9 @@ class SimConfig:
             # Current vLLM logs requests only when asked; --disable-log-requests is its old spelling of the default.
             log_requests=args.enable_log_requests and not args.disable_log_requests,
             tokenizer=_tokenizer(args, dialect),
+            vllm_version=args.vllm_version,
+            structured_outputs_backend=args.structured_outputs_backend,
+            misbehave=tuple(args.misbehave),
         )
 
 
@@ -675,10 +714,14 @@ def _tool_choice(body: Mapping[str, Any], config: SimConfig) -> _ToolChoice:
 @dataclass(frozen=True, slots=True)
 class _Run:
     """A chat prompt's answer: its calls, and ``decode(guided_text, skip_special_tokens)``, the
-    output as the request sees it (guided decoding's text instead of the answer when given)."""
+    output as the request sees it (guided decoding's text instead of the answer when given);
+    ``scripts`` are its text and the well-behaved one, ``written(text, skip)`` the output when
+    a grammar made the model write ``text`` (control tokens as tokens)."""
 
     calls: tuple[tuple[str, dict[str, Any]], ...]
     decode: Callable[[str | None, bool | None], engine.Decoded]
+    scripts: tuple[str, ...]
+    written: Callable[[str, bool | None], engine.Decoded]
 
 
 class _ChatOutput:
@@ -751,6 +794,10 @@ class _ChatOutput:
         return delta
 
 
+def _tool_names(body: Mapping[str, Any]) -> list[str]:
+    return [str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()]
+
+
 def _tool_id() -> str:
     return f"chatcmpl-tool-{uuid.uuid4().hex}"
 
@@ -789,6 +836,8 @@ def _merge_message(message: dict[str, Any], delta: Mapping[str, Any]) -> None:
 
 _ROUTES = {
     "/health": "GET",
+    "/version": "GET",
+    "/tokenize": "POST",
     "/metrics": "GET",
     "/v1/models": "GET",
     "/v1/completions": "POST",
@@ -802,13 +851,18 @@ class SimApp:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.special = engine.special_tokens(config.dialect)
+        spec = get_dialect(config.dialect)
+        # what a grammar runs over: bytes and the family's control tokens (each a token of its own;
+        # gpt-oss's hidden "<|channel|>final<|message|>" is three)
+        self.vocabulary = constrained.Vocabulary(
+            sorted(token for token in {*self.special, *spec.stop} if constrained.is_single_token(token))
+        )
         self.metrics = _Metrics()
         self.created = int(time.time())
         parser_dialect = config.tool_call_parser if config.tool_call_parser in DIALECTS else config.dialect
         self.parser_dialect = get_dialect(parser_dialect)
         # A token-layout family with its tokenizer: prompts become ids and the model reads ids.
         self.token_model: TokenModel | None = None
-        spec = get_dialect(config.dialect)
         if config.tokenizer is not None and spec.token_layout is not None:
             vllm = tokenization.VllmTokenizer.load(config.tokenizer, spec.token_layout, spec.tokenizer_prefix)
             self.token_model = TokenModel(vllm, config.dialect)
@@ -851,6 +905,10 @@ class SimApp:
             await _send(send, 200, self.metrics.render(self.config.served_model_names[0]), b"text/plain; version=0.0.4")
         elif path == "/v1/models":
             await _send_json(send, 200, self._models())
+        elif path == "/version":
+            await _send_json(send, 200, {"version": self.config.vllm_version})
+        elif path == "/tokenize":
+            await _send_json(send, 200, self._tokenize(await _read_json(receive)))
         else:
             body = await _read_json(receive)
             model = self._model_name(body)
@@ -862,6 +920,20 @@ class SimApp:
                     await self._chat(body, model, receive, send)
             finally:
                 self.metrics.running -= 1
+
+    def _tokenize(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """vLLM's ``POST /tokenize`` of a text prompt: the ids of the model's tokenizer, or for a
+        family simulated on text, of the vocabulary its constraints run over (bytes and the
+        family's control tokens)."""
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise SimError(400, "prompt must be a string", param="prompt")
+        add_special_tokens = _optional_bool(body, "add_special_tokens", True)
+        if self.token_model is not None:
+            tokens = self.token_model.vllm.encode(prompt, add_special_tokens=add_special_tokens)
+        else:
+            tokens = self.vocabulary.ids(prompt)
+        return {"count": len(tokens), "max_model_len": self.config.max_model_len, "tokens": tokens, "token_strs": None}
 
     def _authorized(self, scope: Scope) -> bool:
         expected = f"Bearer {self.config.api_key}".encode()
@@ -987,12 +1059,20 @@ class SimApp:
             raise SimError(400, message, param="prompt")
         else:
             raise SimError(400, "prompt must be a string or a list of strings", param="prompt")
+        constraint = self._constraint(body)
         jobs: list[_Job] = []
         for text in prompts:
             prompt_tokens = engine.count_tokens(text)
             sampling = _sampling(body, prompt_tokens, self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
-            generation = engine.generate(text, dialect=self.config.dialect, model=model)
-            jobs.append(_Job(prompt_tokens, self._decode(generation.tokens, sampling), sampling))
+            generation = engine.generate(
+                text, dialect=self.config.dialect, model=model, misbehave=self.config.misbehave
+            )
+            tokens = generation.tokens
+            if constraint is not None:
+                forced = engine.generate(text, dialect=self.config.dialect, model=model, force="required")
+                written = self._constrained(constraint, generation.text, generation.intended, forced.text)
+                tokens = tuple(engine.tokenize(written, self.special))
+            jobs.append(_Job(prompt_tokens, self._decode(tokens, sampling), sampling))
             if self.config.log_requests:
                 log.info("completion request: %d prompt tokens, max_tokens=%s", prompt_tokens, sampling.max_tokens)
         return jobs
@@ -1002,15 +1082,39 @@ class SimApp:
         assert self.token_model is not None
         vllm = self.token_model.vllm
         add_special_tokens = _optional_bool(body, "add_special_tokens", True)
+        constraint = self._constraint(body)
         jobs: list[_Job] = []
         for ids in _prompt_ids(body.get("prompt"), vllm, add_special_tokens):
             sampling = _sampling(body, len(ids), self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
-            answer = self.token_model.answer(ids, model=model)
+            answer = self.token_model.answer(ids, model=model, misbehave=self.config.misbehave)
             self._log_confusion(answer.problems)
-            jobs.append(_Job(len(ids), vllm.output(ids, answer.ids, sampling.rules()), sampling, ids))
+            output = answer.ids
+            if constraint is not None:
+                forced = self.token_model.answer(ids, model=model, force="required")
+                output = self.token_model.write(self._constrained(constraint, *answer.scripts, *forced.scripts), ids)
+            jobs.append(_Job(len(ids), vllm.output(ids, output, sampling.rules()), sampling, ids))
             if self.config.log_requests:
                 log.info("completion request: %d prompt tokens, max_tokens=%s", len(ids), sampling.max_tokens)
         return jobs
+
+    def _constraint(self, body: Mapping[str, Any]) -> constrained.Constraint | None:
+        """The request's constraint as the simulated vLLM version reads it, refused as vLLM
+        refuses it; None without one."""
+        config = self.config
+        try:
+            constraint, ignored = constrained.request_constraint(
+                body, version=config.vllm_version, backend=config.structured_outputs_backend
+            )
+            if constraint is not None:
+                constrained.check(constraint, self.vocabulary)
+        except constrained.ConstraintError as error:
+            raise SimError(400, str(error), param=error.param) from None
+        if ignored:
+            log.warning("The following fields were present in the request but ignored: %s", set(ignored))
+        return constraint
+
+    def _constrained(self, constraint: constrained.Constraint, *scripts: str) -> str:
+        return constrained.constrained_text(constraint, scripts, self.vocabulary)
 
     def _log_confusion(self, problems: Sequence[str]) -> None:
         if problems:
@@ -1143,6 +1247,12 @@ class SimApp:
     ) -> tuple[engine.Decoded, _ChatOutput]:
         force: engine.Force = "required" if choice.mode == "required" else choice.name
         run = self._generate(prompt, prompt_ids, model, force, sampling)
+        constraint = self._constraint(body)
+        if constraint is not None and choice.mode in ("none", "auto"):
+            forced = self._generate(prompt, prompt_ids, model, "required", sampling)
+            text = self._constrained(constraint, *run.scripts, *forced.scripts)
+            parser = self.parser_dialect.parser(_tool_names(body)) if choice.mode == "auto" else None
+            return run.written(text, False if parser else None), _ChatOutput(choice, parser)
         if choice.mode in ("named", "required"):
             # Guided decoding: the model writes the arguments (named) or a JSON list of calls.
             calls = run.calls
@@ -1152,8 +1262,7 @@ class SimApp:
                 guided = [{"name": name, "parameters": arguments} for name, arguments in calls]
             return run.decode(orjson.dumps(guided).decode(), None), _ChatOutput(choice, None)
         if choice.mode == "auto":
-            names = [str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()]
-            parser = self.parser_dialect.parser(names)
+            parser = self.parser_dialect.parser(_tool_names(body))
             # vLLM's tool parsers turn skip_special_tokens off: call markers are special tokens.
             return run.decode(None, False), _ChatOutput(choice, parser)
         return run.decode(None, None), _ChatOutput(choice, None)
@@ -1163,23 +1272,31 @@ class SimApp:
     ) -> _Run:
         """The model's answer to a chat prompt, read as text or, with a tokenizer, as ids."""
         dialect = self.config.dialect
+        misbehave = self.config.misbehave
         if prompt_ids is None or self.token_model is None:
-            generation = engine.generate(prompt, dialect=dialect, model=model, force=force)
+            generation = engine.generate(prompt, dialect=dialect, model=model, force=force, misbehave=misbehave)
 
             def decode_text(guided: str | None, skip: bool | None) -> engine.Decoded:
                 tokens = generation.tokens if guided is None else engine.tokenize(guided)
                 return self._decode(tokens, sampling, skip_special_tokens=skip)
 
-            return _Run(generation.calls, decode_text)
+            def written_text(text: str, skip: bool | None) -> engine.Decoded:
+                return self._decode(engine.tokenize(text, self.special), sampling, skip_special_tokens=skip)
+
+            return _Run(generation.calls, decode_text, (generation.text, generation.intended), written_text)
         token_model, ids = self.token_model, prompt_ids
-        answer = token_model.answer(ids, model=model, force=force)
+        answer = token_model.answer(ids, model=model, force=force, misbehave=misbehave)
         self._log_confusion(answer.problems)
 
         def decode_ids(guided: str | None, skip: bool | None) -> engine.Decoded:
             output = answer.ids if guided is None else token_model.plain(guided)
             return token_model.vllm.output(ids, output, sampling.rules(skip_special_tokens=skip))
 
-        return _Run(answer.calls, decode_ids)
+        def written_ids(text: str, skip: bool | None) -> engine.Decoded:
+            output = token_model.write(text, ids)
+            return token_model.vllm.output(ids, output, sampling.rules(skip_special_tokens=skip))
+
+        return _Run(answer.calls, decode_ids, answer.scripts, written_ids)
 
     async def _chat_chunks(
         self,

@@ -54,6 +54,7 @@ class Answer:
     ids: list[int]  # the generated ids, ending with eos
     calls: tuple[tuple[str, dict[str, Any]], ...]  # the calls among them (for guided modes)
     problems: tuple[str, ...]  # non-empty: the model was confused by the prompt's ids
+    scripts: tuple[str, ...] = ()  # the text it writes, then the well-behaved one (sim.constrained)
 
 
 class TokenModel:
@@ -128,13 +129,16 @@ class TokenModel:
         return problems
 
     # -- answering ----------------------------------------------------------------------------
-    def answer(self, prompt_ids: Sequence[int], *, model: str, force: engine.Force = None) -> Answer:
+    def answer(
+        self, prompt_ids: Sequence[int], *, model: str, force: engine.Force = None, misbehave: Sequence[str] = ()
+    ) -> Answer:
         """What the model generates after ``prompt_ids``, as ids."""
         reading = self.read(prompt_ids)
         if reading.problems:
-            return Answer(self.plain(CONFUSED_ANSWER), (), reading.problems)
-        generation = engine.generate(reading.text, dialect=self.dialect, model=model, force=force)
-        return Answer(self.write(generation.text, prompt_ids), generation.calls, ())
+            return Answer(self.plain(CONFUSED_ANSWER), (), reading.problems, (CONFUSED_ANSWER,))
+        generation = engine.generate(reading.text, dialect=self.dialect, model=model, force=force, misbehave=misbehave)
+        scripts = (generation.text, generation.intended)
+        return Answer(self.write(generation.text, prompt_ids), generation.calls, (), scripts)
 
     def plain(self, text: str) -> list[int]:
         """Text as one span, then eos: a confused answer, or what guided decoding writes."""
