@@ -43,6 +43,8 @@ class FakeEngine:
     version: str | None = None  # GET /version's vLLM version; None: not found, as a non-vLLM engine
     refuse_constraints: bool = False  # a 400 to any constrained request, as a backend refusing grammars
     version_asked: int = 0
+    # POST /tokenize: the texts that are one token, with their ids; None: answered as any other path
+    single_tokens: dict[str, int] | None = None
 
     def next_output(self) -> str:
         return self.outputs.pop(0) if self.outputs else "Plain answer."
@@ -172,12 +174,20 @@ class FakeEngine:
             return web.json_response({"detail": "Not Found"}, status=404)
         return web.json_response({"version": self.version})
 
+    async def tokenize(self, request: web.Request) -> web.Response:
+        if self.single_tokens is None:
+            return await self.other(request)  # the pass-through tests' endpoint
+        prompt = (await request.json())["prompt"]
+        tokens = [self.single_tokens[prompt]] if prompt in self.single_tokens else [1, 2, 3]
+        return web.json_response({"count": len(tokens), "max_model_len": 8192, "tokens": tokens, "token_strs": None})
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/health", self.health)
         app.router.add_get("/version", self.version_answer)
+        app.router.add_post("/tokenize", self.tokenize)
         app.router.add_route("*", "/{tail:.*}", self.other)
         return app
 

@@ -57,6 +57,11 @@ def streamed_calls(chunks: list[Any]) -> list[Any]:
     return [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
 
 
+def generations(engine: Any) -> list[dict[str, Any]]:
+    """What the engine was asked to generate (not its /version and /tokenize)."""
+    return [body for path, body in engine.requests if path.endswith("/completions")]
+
+
 def constraint_fields(sent: dict[str, Any]) -> dict[str, Any]:
     return {key: sent[key] for key in ("structured_outputs", "guided_grammar", "guided_json") if key in sent}
 
@@ -86,6 +91,23 @@ async def test_a_required_choice_sends_the_grammar_in_the_fields_the_engine_read
     assert [c.function.name for c in answer.choices[0].message.tool_calls] == ["get_current_weather"]
 
 
+async def test_markers_are_named_as_the_served_models_tokenizer_has_them(stack_with, engine):
+    engine.version = "0.12.0"
+    # <tool_call> one token (Qwen's added token), </tool_call> spelled in pieces; Mistral's
+    # [TOOL_CALLS] one token with an id, as no grammar can name it by its text
+    engine.single_tokens = {"<tool_call>": 151657, "<|im_end|>": 151645, "[TOOL_CALLS]": 5}
+    engine.outputs = [PARIS_CALL, '[TOOL_CALLS][{"name": "get_current_weather", "arguments": {"location": "Paris"}}]']
+    async with stack_with() as stack:
+        await ask(stack, tools=[WEATHER, SEARCH], tool_choice="required")
+    grammar = engine.requests[-1][1]["structured_outputs"]["grammar"]
+    assert "<tool_call>" in grammar.replace('"<tool_call>"', ""), "a token reference, not a string"
+    assert '"</tool_call>"' in grammar, "text, as the tokenizer has no such token"
+    async with stack_with(dialect="mistral") as stack:
+        await ask(stack, tools=[WEATHER, SEARCH], tool_choice="required")
+    grammar = engine.requests[-1][1]["structured_outputs"]["grammar"]
+    assert "<[5]>" in grammar and '"[TOOL_CALLS]"' not in grammar
+
+
 async def test_an_engine_before_0_11_gets_guided_grammar(stack, engine):
     engine.version = "0.10.2"
     engine.outputs = [PARIS_CALL]
@@ -99,7 +121,7 @@ async def test_the_engine_is_asked_its_version_once(stack, engine):
     for _ in range(3):
         await ask(stack, tool_choice="required")
     assert engine.version_asked == 1
-    assert all("structured_outputs" in sent for _, sent in engine.requests)
+    assert ["structured_outputs" in sent for sent in generations(engine)] == [True] * 3
 
 
 async def test_an_engine_without_a_version_is_not_sent_constraints(stack, engine, caplog):
@@ -134,7 +156,7 @@ async def test_a_refused_constraint_falls_back_to_the_prefill_and_is_not_sent_ag
             answer = await ask(stack, tools=[WEATHER, SEARCH], tool_choice="required", stream=stream)
             calls = streamed_calls(answer) if stream else answer.choices[0].message.tool_calls
             assert [c.function.name for c in calls] == ["get_current_weather"]
-    sent = [constraint_fields(body) != {} for _, body in engine.requests]
+    sent = [constraint_fields(body) != {} for body in generations(engine)]
     assert sent == [True, False, False], "refused once, then the same tools go without"
     assert caplog.text.count("the engine refused a tool-call constraint") == 1
     async with ClientSession() as session, session.get(f"{stack.url}/metrics") as response:
@@ -147,7 +169,7 @@ async def test_an_engine_error_that_is_not_the_constraints_is_not_retried_for_ev
     engine.status = 400
     with pytest.raises(Exception, match="engine exploded"):
         await ask(stack, tool_choice="required")
-    assert [constraint_fields(body) != {} for _, body in engine.requests] == [True, False]
+    assert [constraint_fields(body) != {} for body in generations(engine)] == [True, False]
 
 
 async def test_a_family_whose_markers_cannot_be_named_gets_its_named_arguments_constrained(stack_with, engine):

@@ -45,7 +45,7 @@ from .grammar import (
     Step,
 )
 
-__all__ = ["ConstraintTool", "Unconstrainable", "call_constraint"]
+__all__ = ["ConstraintTool", "Unconstrainable", "call_constraint", "marker_candidates"]
 
 Mode = Kind["required", "named", "auto"]
 
@@ -67,19 +67,25 @@ def call_constraint(
     mode: Mode,
     parallel: bool = True,
     special_tokens: Sequence[str] = (),
+    token_ids: Mapping[str, int] | None = None,
     written: str = "",
 ) -> str:
     """The Lark grammar of the outputs that ``grammar``'s parser reads as calls of ``tools`` (for
     ``named``, give the one tool). ``special_tokens`` are the texts the model writes as single
-    tokens; ``written`` is a call as the family writes it, which picks the format calls take
-    (the one whose opener begins it; the grammar's first when none does)."""
+    tokens, named by their text (``<...>``) or, in ``token_ids``, by their id; ``written`` is a
+    call as the family writes it, which picks the format calls take (the one whose opener begins
+    it; the grammar's first when none does)."""
     if not tools:
         raise ValueError("a constraint needs at least one tool")
+    ids = dict(token_ids or {})
+    special_tokens = [*special_tokens, *(token for token in ids if token not in special_tokens)]
     first = _written_format(grammar, written)
     # Without an opener the first line is what tells a call turn (a name) from a text turn (an
     # empty line), so nothing may come before the name.
     bare = first.opener == ""
-    writer = _Writer(tools, frozenset(special_tokens), parallel=parallel and mode != "named", bare_names=bare)
+    writer = _Writer(
+        tools, frozenset(special_tokens), parallel=parallel and mode != "named", bare_names=bare, token_ids=ids
+    )
     calls = writer.calls(grammar, first)
     if mode in ("required", "named"):
         writer.rule("start", calls if bare else f"{_WS} {calls}")
@@ -116,6 +122,7 @@ class _Writer:
     special: frozenset[str]
     parallel: bool
     bare_names: bool = False  # a name starts its line: no whitespace before it
+    token_ids: Mapping[str, int] = field(default_factory=dict)  # control tokens named by id
     rules: dict[str, str] = field(default_factory=dict)
     _calls: dict[tuple[int, bool], str] = field(default_factory=dict)
     _counter: int = 0
@@ -141,12 +148,18 @@ class _Writer:
         parts = []
         for piece in _split_special(text, self.special):
             if piece in self.special:
-                if not _nameable(piece):
-                    raise Unconstrainable(f"the control token {piece!r} can only be named in a grammar by its id")
-                parts.append(piece)
+                parts.append(self.token(piece))
             elif piece:
                 parts.append(json.dumps(piece, ensure_ascii=False))
         return " ".join(parts) if parts else '""'
+
+    def token(self, token: str) -> str:
+        """A reference to a control token: by its text if llguidance can name it so, else by id."""
+        if token in self.token_ids:
+            return f"<[{self.token_ids[token]}]>"
+        if not _nameable(token):
+            raise Unconstrainable(f"the control token {token!r} can only be named in a grammar by its id")
+        return token
 
     def up_to(self, end: str, *, limit: int | None = None) -> str:
         """Any text (and control tokens), then ``end``."""
@@ -155,7 +168,7 @@ class _Writer:
         if head in self.special:
             # Text cannot hold a control token: it ends where the token comes. Other control tokens
             # may come before it (gpt-oss's header: `` <|constrain|>json<|message|>``).
-            others = sorted(token for token in self.special - {head} if _nameable(token))
+            others = sorted(token for token in self.special - {head} if _nameable(token) or token in self.token_ids)
             pieces = " | ".join(["SOME_TEXT", *(self.text(token) for token in others)])
             self.rules.setdefault("SOME_TEXT", r"/(.|\n)+/")
             return f"({pieces})* {self.text(head)} {tail}".rstrip()
@@ -261,7 +274,13 @@ class _Writer:
         for name, schema in properties.items():
             head = f"{_WS} {self.text(step.key_open + name + step.key_close)} {_WS} {self.text(step.value_open)}"
             close = self.text(step.value_close)
-            if _is_text(tool.parameters, schema):
+            resolved = _resolve(tool.parameters, schema)
+            choices = resolved.get("enum", [resolved["const"]] if "const" in resolved else None)
+            if isinstance(choices, list) and choices and all(isinstance(choice, str) for choice in choices):
+                # a string enum is one of its texts, as the parser returns raw text
+                texts = " | ".join(json.dumps(choice, ensure_ascii=False) for choice in choices)
+                pair = f"{head} {_WS} ({texts}) {_WS} {close}"
+            elif _is_text(tool.parameters, schema):
                 value = self.rule(f"{self.fresh('raw_value')}[lazy]", f"/(.|\\n)*/ {close}")
                 pair = f"{head} {value}"
             else:
@@ -279,6 +298,29 @@ class _Writer:
             value = literals.rule_for(schema)
             items.append((f'{_WS} "{name}" {_WS} "=" {_WS} {value}', name in required))
         return _comma_sequence(self, items) if items else '""'
+
+
+_MARKER = re.compile(r"<[^<>\s]{1,40}>|\[[A-Z_]{2,40}\]")
+
+
+def marker_candidates(grammar: CallGrammar, special_tokens: Sequence[str] = ()) -> frozenset[str]:
+    """The family's control tokens and the texts in its call grammar that look like one
+    (``<tool_call>``, ``[TOOL_CALLS]``): whether each is a single token is the served model's
+    tokenizer's to say."""
+    texts: list[str] = list(special_tokens)
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, tuple | list):
+            for item in value:
+                collect(item)
+        elif hasattr(value, "__dataclass_fields__"):
+            for name in value.__dataclass_fields__:
+                collect(getattr(value, name))
+
+    collect(grammar)
+    return frozenset(marker for text in texts for marker in _MARKER.findall(text))
 
 
 def _nameable(token: str) -> bool:

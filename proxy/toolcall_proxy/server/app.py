@@ -21,8 +21,9 @@ import orjson
 from prometheus_client.metrics import Counter, Histogram
 
 from ..dialects import get_dialect
+from ..parsing.constraint import marker_candidates
 from ..rendering import compile_template
-from .constraints import OFF, engine_fields, version_of
+from .constraints import OFF, GrammarBook, engine_fields, tokens_of, version_of
 from .errors import ProxyError
 from .http import Exchange, Headers, HttpServer, Limits
 from .metrics import ProxyMetrics
@@ -76,7 +77,7 @@ class ProxyApp:
             )
         self.failure: asyncio.Future[str] | None = None
         # --guided-decoding auto: the engine's version, asked once it answers, picks the fields
-        self._engine_asked = settings.guided_decoding != "auto"
+        self._engine_asked = settings.guided_decoding in ("off",)
         self._engine_question: asyncio.Future[None] | None = None
         compile_template(self.dialect.template)  # now, rather than ~60 ms into the first request
         self._api_key = settings.api_key.encode() if settings.api_key else None
@@ -258,28 +259,53 @@ class ProxyApp:
             self._start_tools(exchange, request, engine_asked=True)
 
     async def _ask_engine(self) -> None:
-        """Which fields the engine takes a constraint in, from its ``GET /version``. An engine not
-        answering yet is asked again by the next request; one without the endpoint constrains nothing."""
+        """How the engine takes a constraint: the fields, from its ``GET /version`` (unless
+        ``--guided-decoding`` says), and the markers it has as single tokens. An engine not
+        answering yet is asked again by the next request; one without ``/version`` constrains
+        nothing."""
         try:
-            try:
-                status, body = await self.upstream.fetch("GET", "/version", [])
-            except ProxyError as error:
-                log.info("the engine's version is not known yet (%s): asking again with the next request", error)
-                return
-            version = version_of(body) if status == 200 else None
-            fields = engine_fields(version) if version else OFF
+            fields = self.settings.guided_decoding
+            if fields == "auto":
+                try:
+                    status, body = await self.upstream.fetch("GET", "/version", [])
+                except ProxyError as error:
+                    log.info("the engine's version is not known yet (%s): asking again with the next request", error)
+                    return
+                version = version_of(body) if status == 200 else None
+                fields = engine_fields(version) if version else OFF
+                if fields == OFF:
+                    log.warning(
+                        "the engine (version %s) takes no grammar: tool calls are not constrained at decode time "
+                        "(prefill and one retry instead); --guided-decoding overrides",
+                        version or f"unknown, GET /version answered {status}",
+                    )
+                else:
+                    log.info("the engine is vLLM %s: tool-call constraints go in %s", version, fields)
+            if fields != OFF:
+                await self._ask_single_tokens()
             self.tool_path.engine_fields = fields
             self._engine_asked = True
-            if fields == OFF:
-                log.warning(
-                    "the engine (version %s) takes no grammar: tool calls are not constrained at decode time "
-                    "(prefill and one retry instead); --guided-decoding overrides",
-                    version or f"unknown, GET /version answered {status}",
-                )
-            else:
-                log.info("the engine is vLLM %s: tool-call constraints go in %s", version, fields)
         finally:
             self._engine_question = None
+
+    async def _ask_single_tokens(self) -> None:
+        """Which of the family's markers the served model has as single tokens (``POST /tokenize``),
+        so that a grammar names each the way the engine's constraint backend knows it."""
+        single: dict[str, int] = {}
+        for marker in sorted(marker_candidates(self.dialect.grammar, self.dialect.special_tokens)):
+            body = orjson.dumps({"prompt": marker, "add_special_tokens": False})
+            try:
+                status, answer = await self.upstream.fetch("POST", "/tokenize", _JSON, body)
+            except ProxyError:
+                status, answer = 0, b""
+            tokens = tokens_of(answer) if status == 200 else None
+            if tokens is None:
+                log.info("the engine does not tokenize (%s): grammars name the family's usual control tokens", status)
+                return
+            if len(tokens) == 1:
+                single[marker] = tokens[0]
+        self.tool_path.grammars = GrammarBook(self.dialect, single)
+        log.info("single-token markers of the served model: %s", ", ".join(sorted(single)) or "none")
 
     async def _tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
         tool_path = self.tool_path

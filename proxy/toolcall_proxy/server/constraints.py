@@ -34,6 +34,7 @@ __all__ = [
     "engine_fields",
     "grammar_fields",
     "schema_fields",
+    "tokens_of",
     "version_of",
     "version_tuple",
 ]
@@ -97,8 +98,16 @@ class GrammarBook:
     same tools is not refused anew on every turn.
     """
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, single_tokens: Mapping[str, int] | None = None) -> None:
+        """``single_tokens``: the dialect's markers that the served model's tokenizer has as one
+        token, with their ids (``/tokenize``); None: the family's usual control tokens."""
         self.dialect = dialect
+        if single_tokens is None:
+            self._special: tuple[str, ...] = dialect.special_tokens
+            self._token_ids: dict[str, int] = {}
+        else:
+            self._special = tuple(token for token in single_tokens if token.startswith("<") and token.endswith(">"))
+            self._token_ids = {token: id for token, id in single_tokens.items() if token not in self._special}
         self._grammars: BoundedCache[str | None] = BoundedCache("grammars", max_entries=512, max_bytes=64 << 20)
         self._refused: OrderedDict[int, None] = OrderedDict()  # hashes of the grammars refused, oldest first
         self._said_unconstrainable = False
@@ -139,7 +148,8 @@ class GrammarBook:
                 tools,
                 mode=mode,  # type: ignore[arg-type]
                 parallel=request.parallel and dialect.parallel_calls,
-                special_tokens=dialect.special_tokens,
+                special_tokens=self._special,
+                token_ids=self._token_ids,
                 written=dialect.write_calls([(tools[0].name, {})]),
             )
         except Unconstrainable as reason:
@@ -149,6 +159,18 @@ class GrammarBook:
                     "%s: tool calls cannot be constrained (%s); prefill and retry instead", dialect.name, reason
                 )
             return None
+
+
+def tokens_of(body: bytes) -> list[int] | None:
+    """The ids in a ``POST /tokenize`` answer, or None if it is not vLLM's shape."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    tokens = value.get("tokens") if isinstance(value, dict) else None
+    if isinstance(tokens, list) and all(isinstance(token, int) for token in tokens):
+        return tokens
+    return None
 
 
 def version_of(body: bytes) -> str | None:

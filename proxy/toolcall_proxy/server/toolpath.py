@@ -133,9 +133,9 @@ class ToolPath:
         self.metrics = metrics
         self.tokenizer: PromptTokenizer | None = None  # set once loaded, for token-id dialects
         self.grammars = GrammarBook(dialect)
-        # how the engine takes a constraint (constraints.engine_fields): set from --guided-decoding,
-        # or once the engine said its version; until then nothing is constrained
-        self.engine_fields = OFF if settings.guided_decoding == "auto" else settings.guided_decoding
+        # how the engine takes a constraint (constraints.engine_fields), once the proxy asked it
+        # (ProxyApp._ask_engine); until then nothing is constrained
+        self.engine_fields = OFF
         self._said_refused = False
 
     # -- the upstream request --------------------------------------------------------------
