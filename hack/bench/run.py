@@ -755,6 +755,84 @@ def figure_c_inprocess(plan: Plan) -> dict[str, Any]:
     return results
 
 
+# -- F: the decode-time constraint ------------------------------------------------------------
+CONSTRAINT_TOOLS = 20
+CONSTRAINT_DIALECTS = ("hermes", "qwen3_coder", "llama3_json", "mistral")
+
+
+def figure_f_inprocess(plan: Plan) -> dict[str, Any]:
+    """What the constraint adds to a request for 20 tools and ``tool_choice: required``: its step
+    (the grammar found in the cache, its request fields serialized), timed beside the whole
+    making of the engine's request without a constraint (prompt render and payload), both in
+    turns; the grammar's first build; and, on the engine's side, llguidance compiling it."""
+    from llguidance import LLMatcher
+
+    from toolcall_proxy.dialects import get_dialect
+    from toolcall_proxy.server.constraints import STRUCTURED_OUTPUTS, GrammarBook
+    from toolcall_proxy.server.metrics import ProxyMetrics
+    from toolcall_proxy.server.settings import ProxySettings
+    from toolcall_proxy.server.toolpath import ToolPath
+    from toolcall_proxy.server.validation import parse_tool_request
+    from toolcall_proxy.sim.constrained import Vocabulary, is_single_token
+
+    body = orjson.loads(chat_body("m", tools=CONSTRAINT_TOOLS))
+    request = parse_tool_request({**body, "tool_choice": "required"})
+    results: dict[str, Any] = {"tools": CONSTRAINT_TOOLS, "dialects": {}}
+
+    def per_request_us(work: Callable[[], Any]) -> float:
+        rounds, start = 0, time.perf_counter()
+        while rounds < 200 or time.perf_counter() - start < plan.parser_min_seconds / 4:
+            work()
+            rounds += 1
+        return (time.perf_counter() - start) / rounds * 1e6
+
+    for name in CONSTRAINT_DIALECTS:
+        dialect = get_dialect(name)
+        plain = ToolPath(dialect, ProxySettings(dialect=name), ProxyMetrics())
+        constrained = ToolPath(dialect, ProxySettings(dialect=name), ProxyMetrics())
+        constrained.engine_fields = STRUCTURED_OUTPUTS
+        words = Vocabulary([t for t in (*dialect.special_tokens, *dialect.stop) if is_single_token(t)])
+        constrained.grammars = GrammarBook(dialect, {token: words.ids(token)[0] for token in words.specials[1:]})
+        start = time.perf_counter()
+        grammar = constrained.grammars.grammar(request)
+        first_build = time.perf_counter() - start
+        assert grammar is not None
+        for _ in range(3):  # kept the second time its tools come, then found
+            constrained.upstream_call(request)
+
+        def constraint_step(path: ToolPath = constrained) -> None:
+            found = path._constraint(request)
+            assert found is not None
+            orjson.dumps(found.fields)
+
+        def whole_request(path: ToolPath = plain) -> None:
+            orjson.dumps(path.upstream_call(request).payload)
+
+        step_us, whole_us = [], []
+        for _ in range(3):  # in turns, so that drift on the machine falls on both alike
+            step_us.append(per_request_us(constraint_step))
+            whole_us.append(per_request_us(whole_request))
+        start = time.perf_counter()
+        matcher = LLMatcher(words.tokenizer, LLMatcher.grammar_from_lark(grammar), log_level=0)
+        compile_seconds = time.perf_counter() - start
+        assert not matcher.is_error(), matcher.get_error()
+        row = {
+            "constraint_us": sorted(step_us)[1],
+            "request_us": sorted(whole_us)[1],
+            "first_build_ms": first_build * 1e3,
+            "grammar_bytes": len(grammar),
+            "llguidance_compile_ms": compile_seconds * 1e3,
+        }
+        results["dialects"][name] = row
+        print(
+            f"  F {name:12} constraint {row['constraint_us']:6.1f} us per request (cached), the request without "
+            f"it {row['request_us']:7.1f} us; first build {row['first_build_ms']:.1f} ms; {row['grammar_bytes']} B "
+            f"grammar; llguidance compiles it in {row['llguidance_compile_ms']:.1f} ms",
+            flush=True,
+        )
+    return results
+
+
 # -- D: memory --------------------------------------------------------------------------------
 async def upstream_stats(upstream: str) -> dict[str, int]:
     async with aiohttp.ClientSession() as session, session.get(upstream + "/stats") as response:
@@ -1058,6 +1136,9 @@ class Bench:
         self.results["C"] = {"in_process": inprocess, "end_to_end": e2e}
 
     # -- D --------------------------------------------------------------------------------
+    def figure_f(self) -> None:
+        self.results["F"] = figure_f_inprocess(self.plan)
+
     def figure_d(self) -> None:
         plan = self.plan
         assert self.upstream is not None
@@ -1408,6 +1489,27 @@ def build_rows(results: dict[str, Any]) -> list[Row]:  # noqa: C901 - one table,
                 verdict=_check(e["operator_peak_rss_mb"] < 200),
             )
         )
+    f = results.get("F")
+    if f:
+        for name, row in f["dialects"].items():
+            rows.append(
+                Row(
+                    f"F constraint per request, {f['tools']} tools, {name}, grammar cached (in-process) "
+                    "vs making the engine's request without it",
+                    f"{row['constraint_us']:.1f} µs",
+                    f"{row['request_us']:.1f} µs",
+                    f"{row['constraint_us'] / row['request_us']:.2f}x",
+                    "< 1 ms",
+                    _check(row["constraint_us"] < 1000),
+                )
+            )
+            rows.append(
+                Row(
+                    f"F first grammar build, {name}; llguidance compiling it (engine side)",
+                    f"{row['first_build_ms']:.1f} ms",
+                    f"{row['llguidance_compile_ms']:.1f} ms",
+                )
+            )
     for name, why in missing.items():
         rows.append(Row(f"not measured: {name}", why))
     return rows
@@ -1630,7 +1732,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
     parser.add_argument("--skip", default="", help="comma-separated peers not to measure: litellm,nginx")
-    parser.add_argument("--only", default="A,B,C,D,E", help="figures to measure, e.g. A,C (default all)")
+    parser.add_argument("--only", default="A,B,C,D,E,F", help="figures to measure, e.g. A,C (default all)")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "latest.json"), help="where to write JSON")
     parser.add_argument(
         "--profile",
@@ -1667,7 +1769,13 @@ def main() -> int:
             bench.start()
             time.sleep(1.0)
             bench.results["idle_rss_kb"] = {name: rss_kb(s.pid) for name, s in bench.services.items()}
-            figures = {"A": bench.figure_a, "B": bench.figure_b, "C": bench.figure_c, "D": bench.figure_d}
+            figures = {
+                "A": bench.figure_a,
+                "B": bench.figure_b,
+                "C": bench.figure_c,
+                "D": bench.figure_d,
+                "F": bench.figure_f,
+            }
             for figure, method in figures.items():
                 if figure in only:
                     print(f"== figure {figure}", flush=True)

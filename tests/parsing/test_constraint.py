@@ -7,15 +7,16 @@ family's control tokens, as an engine runs it over the model's vocabulary.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from llguidance import LLMatcher, LLTokenizer, TokenizerWrapper
+from llguidance import LLMatcher
 
 from toolcall_proxy.dialects import DIALECTS, Dialect
 from toolcall_proxy.parsing.constraint import ConstraintTool, Unconstrainable, call_constraint
+from toolcall_proxy.parsing.grammar import KeyValueArguments
+from toolcall_proxy.sim.constrained import Vocabulary
 
 WEATHER = ConstraintTool(
     "get_weather",
@@ -42,55 +43,43 @@ PARIS = ("get_weather", {"city": "Paris", "unit": "celsius"})
 BOOKED = ("book_room", {"guest": {"name": "Ada"}, "nights": 2})
 
 
-class _Vocabulary:
-    """256 byte tokens, then the family's control tokens (0xFF marks them, as llguidance wants)."""
-
-    def __init__(self, specials: Sequence[str]) -> None:
-        self.specials = list(dict.fromkeys(["<eos>", *specials]))
-        self.tokens = [bytes([i]) for i in range(256)] + [b"\xff" + s.encode() for s in self.specials]
-        self.eos_token_id = 256
-        self.bos_token_id = None
-        self.special_token_ids = list(range(256, len(self.tokens)))
-        self._split = re.compile("(" + "|".join(map(re.escape, sorted(self.specials, key=len, reverse=True))) + ")")
-
-    def __call__(self, text: str | bytes) -> list[int]:
-        return list(text.encode() if isinstance(text, str) else text)
-
-    def ids(self, text: str) -> list[int]:
-        """The ids an engine's tokenizer gives ``text``: control tokens as theirs, the rest as bytes."""
-        ids: list[int] = []
-        for piece in self._split.split(text):
-            if piece in self.specials:
-                ids.append(256 + self.specials.index(piece))
-            else:
-                ids.extend(piece.encode())
-        return ids
-
-
 def control_tokens(dialect: Dialect) -> list[str]:
     return [*dialect.special_tokens, *dialect.stop]
 
 
-def constraint(dialect: Dialect, tools: Sequence[ConstraintTool], mode: str, parallel: bool = True) -> str:
+def vocabulary(dialect: Dialect) -> Vocabulary:
+    """Bytes and the family's control tokens, each one token (as the engine's tokenizer has them)."""
+    return Vocabulary(control_tokens(dialect))
+
+
+def constraint(
+    dialect: Dialect, tools: Sequence[ConstraintTool], mode: str, parallel: bool = True, *, by_id: bool = True
+) -> str:
+    """The dialect's constraint; a control token whose text is not ``<...>`` is named by its id in
+    the vocabulary (as the proxy learns it from the engine's /tokenize), unless ``by_id`` is off."""
     written = dialect.write_calls([(tools[0].name, {})])
+    ids = vocabulary(dialect).ids
+    special = [token for token in dialect.special_tokens if token.startswith("<")]
+    token_ids = {token: ids(token)[0] for token in dialect.special_tokens if not token.startswith("<")}
     return call_constraint(
         dialect.grammar,
         tools,
         mode=mode,  # type: ignore[arg-type]
         parallel=parallel and dialect.parallel_calls,
-        special_tokens=dialect.special_tokens,
+        special_tokens=special if by_id else dialect.special_tokens,
+        token_ids=token_ids if by_id else None,
         written=written,
     )
 
 
 def accepts(dialect: Dialect, grammar: str, text: str) -> bool:
     """Whether an engine under ``grammar`` could generate ``text`` and then stop."""
-    vocabulary = _Vocabulary(control_tokens(dialect))
-    tokenizer = LLTokenizer(TokenizerWrapper(vocabulary), slices=[])
+    words = vocabulary(dialect)
+    tokenizer = words.tokenizer
     lark = LLMatcher.grammar_from_lark(grammar)
     assert LLMatcher.validate_grammar(lark, tokenizer) == "", LLMatcher.validate_grammar(lark, tokenizer)
     matcher = LLMatcher(tokenizer, lark, log_level=0)
-    for token in vocabulary.ids(text):
+    for token in words.ids(text):
         if not matcher.consume_token(token):
             return False
     if matcher.is_accepting():
@@ -98,25 +87,25 @@ def accepts(dialect: Dialect, grammar: str, text: str) -> bool:
     # A closer that is also a stop token (gpt-oss's <|call|>) ends the text the engine returns.
     for stop in dialect.stop:
         trial = matcher.deep_copy()
-        if all(trial.consume_token(token) for token in vocabulary.ids(stop)) and trial.is_accepting():
+        if all(trial.consume_token(token) for token in words.ids(stop)) and trial.is_accepting():
             return True
     return False
 
 
-def buildable(dialect: Dialect) -> bool:
-    try:
-        constraint(dialect, [WEATHER], "required")
-    except Unconstrainable:
-        return False
-    return True
+CONSTRAINED = sorted(DIALECTS)
 
 
-CONSTRAINED = [name for name, dialect in DIALECTS.items() if buildable(dialect)]
+def _raw_text_values(dialect: Dialect) -> bool:
+    """Whether the family writes argument values as raw text between tags (Qwen3-Coder, GLM-4.5)."""
+    return any(isinstance(step, KeyValueArguments) for fmt in dialect.grammar.formats for step in fmt.steps)
 
 
-def test_only_families_whose_markers_cannot_be_named_are_left_unconstrained():
-    # Mistral's [TOOL_CALLS] and InternLM's GGUF spellings are control tokens not written <...>.
-    assert sorted(set(DIALECTS) - set(CONSTRAINED)) == ["mistral"]
+def test_a_control_token_not_written_as_a_tag_is_named_by_its_id_or_not_at_all():
+    # Mistral's [TOOL_CALLS] cannot be named by its text in llguidance's Lark: by id it can
+    mistral = DIALECTS["mistral"]
+    with pytest.raises(Unconstrainable, match=r"\[TOOL_CALLS\]"):
+        constraint(mistral, [WEATHER], "required", by_id=False)
+    assert f"<[{vocabulary(mistral).ids('[TOOL_CALLS]')[0]}]>" in constraint(mistral, [WEATHER], "required")
 
 
 @pytest.mark.parametrize("name", CONSTRAINED)
@@ -272,7 +261,7 @@ CORPUS: list[dict[str, Any]] = [
 @pytest.mark.parametrize("name", CONSTRAINED)
 def test_the_constraint_compiles_in_llguidance_for_every_schema_of_the_corpus(name):
     dialect = DIALECTS[name]
-    tokenizer = LLTokenizer(TokenizerWrapper(_Vocabulary(control_tokens(dialect))), slices=[])
+    tokenizer = vocabulary(dialect).tokenizer
     tools = [ConstraintTool(f"tool_{index}", schema) for index, schema in enumerate(CORPUS)]
     assert len(tools) >= 30
     for mode in ("required", "auto"):
@@ -284,3 +273,11 @@ def test_the_constraint_compiles_in_llguidance_for_every_schema_of_the_corpus(na
             tool.name,
             LLMatcher.validate_grammar(lark, tokenizer),
         )
+
+
+@pytest.mark.parametrize("name", [name for name, dialect in DIALECTS.items() if _raw_text_values(dialect)])
+def test_a_raw_text_value_with_an_enum_is_one_of_its_values(name):
+    dialect = DIALECTS[name]
+    required = constraint(dialect, [WEATHER], "required")
+    assert accepts(dialect, required, dialect.write_calls([("get_weather", {"city": "Paris", "unit": "celsius"})]))
+    assert not accepts(dialect, required, dialect.write_calls([("get_weather", {"city": "Paris", "unit": "kelvin"})]))
