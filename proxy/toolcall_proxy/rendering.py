@@ -88,15 +88,18 @@ def render(source: str, **context: Any) -> str:
 def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Messages as chat templates expect them, as vLLM prepares them.
 
-    Text parts of a multi-part ``content`` are joined; tool-call ``arguments`` given as JSON
-    strings become objects (templates print them with ``tojson`` or item access).
+    Text parts of a multi-part ``content`` are joined by line breaks, as vLLM joins them;
+    tool-call ``arguments`` given as JSON strings become objects (templates print them with
+    ``tojson`` or item access).
     """
     normalized = []
     for message in messages:
         item = dict(message)
         content = item.get("content")
         if isinstance(content, list):
-            item["content"] = "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+            item["content"] = "\n".join(
+                part.get("text", "") for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+            )
         if item.get("tool_calls"):
             calls = []
             for call in item["tool_calls"]:

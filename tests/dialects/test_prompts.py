@@ -211,9 +211,21 @@ def test_chatglm3_gives_each_parallel_call_and_the_text_before_them_their_own_as
     )
 
 
-def test_chatglm3_rejects_a_role_the_model_does_not_have() -> None:
-    with pytest.raises(rendering.TemplateRenderError, match="developer"):
-        get_dialect("chatglm3").render_prompt([{"role": "developer", "content": "x"}], None)
+@pytest.mark.parametrize("name", sorted(name for name, dialect in DIALECTS.items() if not dialect.takes_developer_role))
+def test_a_developer_message_is_the_system_turn_of_a_family_without_one(name: str) -> None:
+    dialect = get_dialect(name)
+    question = {"role": "user", "content": "Hi"}
+    as_developer = dialect.render_prompt([{"role": "developer", "content": "Be brief."}, question], None)
+    assert as_developer == dialect.render_prompt([{"role": "system", "content": "Be brief."}, question], None)
+
+
+def test_only_gpt_oss_has_a_developer_turn_and_other_templates_refuse_the_role() -> None:
+    assert [name for name, dialect in DIALECTS.items() if dialect.takes_developer_role] == ["openai"]
+    chatglm3 = get_dialect("chatglm3")
+    with pytest.raises(rendering.TemplateRenderError, match="developer"):  # the template has no such turn
+        rendering.render(
+            chatglm3.template, messages=[{"role": "developer", "content": "x"}], add_generation_prompt=True
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ Python demo writes two.
 
 from __future__ import annotations
 
-import pytest
 from _conversations import (
     PARIS_AND_ROME_CALLS,
     PLAIN_CONVERSATION,
@@ -29,7 +28,6 @@ from _conversations import (
     tool_round,
 )
 
-from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
 
 GLM4_TOOL_PROMPT = """\
@@ -141,8 +139,3 @@ def test_glm4_an_empty_tool_result_still_gets_its_observation_turn() -> None:
     prompt = get_dialect("glm4").render_prompt(messages, None)
 
     assert prompt == "[gMASK]<sop><|user|>\nPing<|assistant|>ping\n{}<|observation|>\n<|assistant|>"
-
-
-def test_glm4_rejects_a_role_the_model_does_not_have() -> None:
-    with pytest.raises(rendering.TemplateRenderError, match="developer"):
-        get_dialect("glm4").render_prompt([{"role": "developer", "content": "x"}], None)

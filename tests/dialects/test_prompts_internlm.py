@@ -16,7 +16,6 @@ shows the model its own format.
 
 from __future__ import annotations
 
-import pytest
 from _conversations import (
     PARALLEL_CALL_CONVERSATION,
     PLAIN_CONVERSATION,
@@ -25,7 +24,6 @@ from _conversations import (
     render_with,
 )
 
-from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
 
 INTERNLM_TOOL_PROMPT = """\
@@ -94,8 +92,3 @@ def test_internlm_template_prints_bos_token_for_the_vllm_chat_path() -> None:
     prompt = render_with("internlm", PLAIN_CONVERSATION, bos_token="<s>")
 
     assert prompt == "<s>" + INTERNLM_PLAIN_PROMPT
-
-
-def test_internlm_rejects_a_role_the_model_does_not_have() -> None:
-    with pytest.raises(rendering.TemplateRenderError, match="developer"):
-        get_dialect("internlm").render_prompt([{"role": "developer", "content": "x"}], None)

@@ -17,10 +17,8 @@ text and calls in one assistant message. The conversations checked against it th
 
 from __future__ import annotations
 
-import pytest
 from _conversations import PLAIN_CONVERSATION, TOOLS, call, tool_round
 
-from toolcall_proxy import rendering
 from toolcall_proxy.dialects import get_dialect
 
 # PARALLEL_CALL_CONVERSATION as mistral-common can encode it: 9-character ids, no text with the calls;
@@ -116,8 +114,3 @@ def test_mistral_the_calls_the_proxy_writes_are_what_the_template_renders() -> N
     written = dialect.write_calls([("get_weather", {"city": "Paris"})])
     assert prompt == "[INST]Paris?[/INST]" + written.replace("}}", '}, "id": "a1B2c3D4e"}') + "</s>"
     assert prompt.startswith("[INST]Paris?[/INST]" + dialect.prefill("get_weather"))
-
-
-def test_mistral_rejects_a_role_the_model_does_not_have() -> None:
-    with pytest.raises(rendering.TemplateRenderError, match="developer"):
-        get_dialect("mistral").render_prompt([{"role": "developer", "content": "x"}], None)

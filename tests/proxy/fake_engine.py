@@ -21,6 +21,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVED_MODEL = "fake/served-model"  # what the engine calls its model when a request names none
 _CONSTRAINT_FIELDS = {"structured_outputs", "guided_grammar", "guided_json"}
 
 
@@ -70,7 +71,8 @@ class FakeEngine:
         usage = {"prompt_tokens": 10, "completion_tokens": len(text) // 3, "total_tokens": 10 + len(text) // 3}
         if not body.get("stream"):
             choice = {"index": 0, "text": text, "finish_reason": self.finish_reason}
-            return web.json_response({"id": "cmpl-1", "model": body.get("model"), "choices": [choice], "usage": usage})
+            answer = {"id": "cmpl-1", "model": body.get("model") or SERVED_MODEL, "choices": [choice], "usage": usage}
+            return web.json_response(answer)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
@@ -80,7 +82,8 @@ class FakeEngine:
                     await asyncio.sleep(self.delay)
                 last = index == len(pieces) - 1
                 choice = {"index": 0, "text": piece, "finish_reason": self.finish_reason if last else None}
-                await response.write(b"data: " + orjson.dumps({"id": "cmpl-1", "choices": [choice]}) + b"\n\n")
+                frame = {"id": "cmpl-1", "model": body.get("model") or SERVED_MODEL, "choices": [choice]}
+                await response.write(b"data: " + orjson.dumps(frame) + b"\n\n")
             if (body.get("stream_options") or {}).get("include_usage"):
                 await response.write(
                     b"data: " + orjson.dumps({"id": "cmpl-1", "choices": [], "usage": usage}) + b"\n\n"

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import ClientSession
-from fake_engine import free_port
+from fake_engine import SERVED_MODEL, free_port
 
 from toolcall_proxy.server import app as app_module
 
@@ -80,6 +80,10 @@ async def test_metrics_count_requests_and_tool_calls(stack):
     assert "toolmodel_proxy_request_duration_seconds_bucket" in text
 
 
+ANSWERED_CALL = {
+    "role": "assistant",
+    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+}
 BAD_REQUESTS = [
     pytest.param(
         {
@@ -184,6 +188,41 @@ BAD_REQUESTS = [
         id="max-tokens-a-string",
     ),
     pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "stop": {"a": 1}}, "stop", id="stop-an-object"),
+    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "stop": 123}, "stop", id="stop-a-number"),
+    pytest.param(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 7}]}], "tools": [TOOL]},
+        "messages[0].content[0].text",
+        id="text-part-a-number",
+    ),
+    pytest.param(
+        {"model": "m", "messages": [*MESSAGES, ANSWERED_CALL, {"role": "tool", "content": "22"}], "tools": [TOOL]},
+        "messages[2].tool_call_id",
+        id="tool-message-without-its-call-id",
+    ),
+    pytest.param(
+        {
+            "model": "m",
+            "messages": [*MESSAGES, {"role": "tool", "tool_call_id": "call_9", "content": "22"}],
+            "tools": [TOOL],
+        },
+        "messages[1].tool_call_id",
+        id="tool-message-answering-no-call",
+    ),
+    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "max_tokens": 0}, "max_tokens", id="no-tokens"),
+    pytest.param(
+        {"model": "m", "messages": MESSAGES, "tools": [TOOL], "stream_options": {"include_usage": True}},
+        "stream_options",
+        id="stream-options-without-stream",
+    ),
+    pytest.param(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}],
+            "tools": [TOOL],
+        },
+        "messages[0].content[0].type",
+        id="image-part-for-a-text-model",
+    ),
 ]
 
 
@@ -368,3 +407,24 @@ async def test_a_client_error_is_one_debug_line_and_a_proxy_fault_one_traceback(
     tracebacks = [r for r in caplog.records if r.exc_info is not None]
     assert len(tracebacks) == 2 and all(r.levelno == logging.ERROR for r in tracebacks)
     assert "Traceback" not in "".join(r.getMessage() for r in caplog.records)
+
+
+async def test_a_streamed_answer_names_the_engines_model_when_the_request_names_none(stack):
+    body = {"messages": MESSAGES, "tools": [TOOL], "stream": True}
+    async with ClientSession() as session, session.post(stack.url + "/v1/chat/completions", json=body) as response:
+        raw = (await response.read()).decode()
+    chunks = [orjson.loads(line[6:]) for line in raw.split("\n\n") if line.startswith("data: {")]
+    assert chunks and {chunk["model"] for chunk in chunks} == {SERVED_MODEL}
+
+
+async def test_a_developer_message_reaches_a_family_without_the_role_as_its_system_turn(stack_with, engine):
+    messages = [{"role": "developer", "content": "Answer in French."}, *MESSAGES]
+    async with stack_with(dialect="glm4") as stack:
+        status, _ = await post(stack.url + "/v1/chat/completions", {"messages": messages, "tools": [TOOL]})
+    assert status == 200
+    assert "<|system|>\nAnswer in French." in engine.requests[-1][1]["prompt"]
+
+
+async def test_an_answer_says_it_refused_nothing(stack):
+    status, answer = await post(stack.url + "/v1/chat/completions", {"messages": MESSAGES, "tools": [TOOL]})
+    assert status == 200 and answer["choices"][0]["message"]["refusal"] is None

@@ -89,6 +89,11 @@ class Dialect:
         """The chat template text: what the operator mounts into vLLM with ``--chat-template``."""
         return resources.files("toolcall_proxy.templates").joinpath(self.template_file).read_text(encoding="utf-8")
 
+    @cached_property
+    def takes_developer_role(self) -> bool:
+        """Whether the family's template has a turn for OpenAI's ``developer`` role (gpt-oss's)."""
+        return "'developer'" in self.template or '"developer"' in self.template
+
     def render_prompt(
         self,
         messages: Sequence[Mapping[str, Any]],
@@ -103,9 +108,13 @@ class Dialect:
         default the token's own text.
         """
         context: dict[str, Any] = {} if control_token is None else {"control_token": control_token}
+        normalized = normalize_messages(messages)
+        if not self.takes_developer_role:
+            # as OpenAI does for its models without a developer role: the developer speaks as system
+            normalized = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in normalized]
         return render(
             self.template,
-            messages=normalize_messages(messages),
+            messages=normalized,
             tools=list(tools) if tools else None,
             add_generation_prompt=add_generation_prompt,
             bos_token="",

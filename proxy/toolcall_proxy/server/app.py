@@ -419,7 +419,7 @@ class _ToolStream:
         self._request = request
         self._call = call
         self._refused_constraint = refused
-        self._converter = StreamConverter(app.tool_path, request, request.body.get("model"))
+        self._converter: StreamConverter | None = None  # made once the model's name is known
         self._parser = app.tool_path.parser(request, call)
         self._reader = call.reader()
         self._refused = 0  # the upstream's error status; its body is kept for the message
@@ -436,10 +436,20 @@ class _ToolStream:
         if self._refused_constraint is not None:
             self._app.tool_path.constraint_refused(*self._refused_constraint)
         self._exchange.start(200, _SSE)
-        out = [self._converter.start()]
+        model = self._request.body.get("model")
+        if isinstance(model, str) and model:
+            out: list[bytes] = []
+            self._start(model, out)
+            self._exchange.write(b"".join(out))
+
+    def _start(self, model: str, out: list[bytes]) -> StreamConverter:
+        """The stream's first frame, once the model's name is known: the request's, else the
+        name the engine's first chunk carries."""
+        converter = self._converter = StreamConverter(self._app.tool_path, self._request, model)
+        out.append(converter.start())
         if self._call.prefill:
-            self._converter.events(self._parser.feed(self._call.prefill), out)
-        self._exchange.write(b"".join(out))
+            converter.events(self._parser.feed(self._call.prefill), out)
+        return converter
 
     def body(self, data: bytes) -> None:
         if self._refused:
@@ -466,8 +476,9 @@ class _ToolStream:
             return
         out: list[bytes] = []
         self._convert([self._pending], out)
-        self._converter.events(self._parser.finish(), out)
-        self._converter.finish(self._finish_reason, self._usage, out)
+        converter = self._converter or self._start("", out)  # the engine sent no chunk at all
+        converter.events(self._parser.finish(), out)
+        converter.finish(self._finish_reason, self._usage, out)
         self._exchange.end(b"".join(out))
 
     def fail(self, error: ProxyError) -> None:
@@ -494,6 +505,8 @@ class _ToolStream:
                 )
             if "error" in frame or frame.get("object") == "error":
                 raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
+            if self._converter is None:
+                self._start(str(frame.get("model") or ""), out)
             usage = frame.get("usage")
             if usage:
                 self._usage = usage
@@ -504,7 +517,7 @@ class _ToolStream:
                 reason = choice.get("finish_reason")
                 if reason:
                     self._finish_reason = reason
-        if texts:
+        if texts and self._converter is not None:
             self._converter.events(self._parser.feed("".join(texts)), out)
 
 

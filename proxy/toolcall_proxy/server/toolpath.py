@@ -15,6 +15,7 @@ import orjson
 from ..dialects import Dialect
 from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted, Event, ReasoningDelta, TextDelta
 from ..parsing.result import ParsedCall, fold
+from ..rendering import TemplateRenderError
 from ..tokens import ControlMarkers, OutputDecoder, PromptTokenizer
 from .constraints import OFF, GrammarBook, grammar_fields, schema_fields
 from .errors import ProxyError
@@ -141,7 +142,16 @@ class ToolPath:
     # -- the upstream request --------------------------------------------------------------
     def upstream_call(self, request: ChatToolRequest, *, retry: bool = False, constrain: bool = True) -> UpstreamCall:
         """The engine's request; ``constrain`` false leaves the decode-time constraint out (the
-        engine refused it), and the prefill and a retry do what they can instead."""
+        engine refused it), and the prefill and a retry do what they can instead. A template
+        that refuses the messages (its ``raise_exception``) is a 400 with its message."""
+        try:
+            return self._upstream_call(request, retry=retry, constrain=constrain)
+        except TemplateRenderError as error:
+            raise ProxyError(
+                400, f"messages: the {self.dialect.name} chat template refused them: {error}", param="messages"
+            ) from None
+
+    def _upstream_call(self, request: ChatToolRequest, *, retry: bool, constrain: bool) -> UpstreamCall:
         body = request.body
         offered = request.offered
         forced = request.forced_name
@@ -299,7 +309,7 @@ class ToolPath:
     def completion_response(
         self, request: ChatToolRequest, upstream: Mapping[str, Any], answer: Answer, finish_reason: str | None
     ) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
         if answer.reasoning is not None:
             message["reasoning_content"] = answer.reasoning  # vLLM's field for it
         if answer.calls:
@@ -365,7 +375,9 @@ class StreamConverter:
     frames are spliced from bytes made once per stream rather than serialized as dicts.
     """
 
-    def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str | None) -> None:
+    def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str) -> None:
+        """``model`` is the name every chunk carries: the request's, or the engine's when the
+        request names none (from its first chunk)."""
         self._path = tool_path
         self._request = request
         self._buffered: set[int] = set()  # calls sent whole once checked (request.must_validate)

@@ -128,7 +128,10 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("stream", "must be true or false")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    if options is not None and not stream:
+        raise bad_request("stream_options", "is only allowed when stream is true")
+    options = options or {}
     if not isinstance(options, Mapping):
         raise bad_request("stream_options", 'must be an object such as {"include_usage": true}')
     n = body.get("n", 1)
@@ -160,6 +163,10 @@ def _check_sampling(body: Mapping[str, Any]) -> None:
         value = body.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise bad_request(key, f"{value!r} is not an integer")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and value < 1:
+            raise bad_request(key, f"{value} leaves no room for an answer: give at least 1, or leave it out")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
@@ -170,6 +177,7 @@ def _check_sampling(body: Mapping[str, Any]) -> None:
 def _messages(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not value:
         raise bad_request("messages", "must be a non-empty list of {role, content} objects")
+    called: set[str | None] = set()  # the ids of the calls made so far, which tool messages answer
     for index, message in enumerate(value):
         where = f"messages[{index}]"
         if not isinstance(message, Mapping):
@@ -180,21 +188,42 @@ def _messages(value: Any) -> list[Mapping[str, Any]]:
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise bad_request(f"{where}.content", "must be a string or a list of content parts")
-        for number, part in enumerate(content if isinstance(content, list) else ()):
-            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
-                raise bad_request(
-                    f"{where}.content[{number}]", 'must be a part such as {"type": "text", "text": "..."}'
-                )
-            if part["type"] == "text" and not isinstance(part.get("text"), str):
-                raise bad_request(f"{where}.content[{number}].text", "must be a string")
-        if role == "tool" and content is None:
-            raise bad_request(f"{where}.content", "a tool message needs the tool's result as content")
+        if isinstance(content, list):
+            _text_parts(content, f"{where}.content")
+        if role == "tool":
+            _tool_result(message, where, called)
         calls = message.get("tool_calls")
         if calls is not None:
             if role != "assistant":
                 raise bad_request(f"{where}.tool_calls", "only assistant messages carry tool_calls")
             _history_calls(calls, f"{where}.tool_calls")
+            called.update(call.get("id") for call in calls if isinstance(call.get("id"), str))
     return value
+
+
+def _text_parts(parts: list[Any], where: str) -> None:
+    for number, part in enumerate(parts):
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+            raise bad_request(f"{where}[{number}]", 'must be a part such as {"type": "text", "text": "..."}')
+        if part["type"] != "text":
+            raise bad_request(
+                f"{where}[{number}].type",
+                f"{part['type']!r} parts need a multimodal model; the proxy prompts this family with text only",
+            )
+        if not isinstance(part.get("text"), str):
+            raise bad_request(f"{where}[{number}].text", "must be a string")
+
+
+def _tool_result(message: Mapping[str, Any], where: str, called: set[str | None]) -> None:
+    if message.get("content") is None:
+        raise bad_request(f"{where}.content", "a tool message needs the tool's result as content")
+    answered = message.get("tool_call_id")
+    if not isinstance(answered, str) or not answered:
+        raise bad_request(f"{where}.tool_call_id", "a tool message names the call it answers by its id")
+    if answered not in called:
+        raise bad_request(
+            f"{where}.tool_call_id", f"{answered!r} is no call of an earlier assistant message, which a tool answers"
+        )
 
 
 def _history_calls(calls: Any, where: str) -> None:
