@@ -319,7 +319,7 @@ async def test_generic_dialect_keeps_the_models_chat_template(stack_with, client
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_reasoning_comes_back_apart_from_content_and_calls(stack, client, stream):
+async def test_reasoning_comes_back_apart_from_content_and_calls_under_both_names(stack, client, stream):
     stack.engine.outputs = [
         "<think>\nThe user wants Paris; <tool_call> here is only a thought.\n</think>\n\n"
         'Checking.<tool_call>{"name": "get_current_weather", "arguments": {"location": "Paris"}}</tool_call>'
@@ -330,12 +330,14 @@ async def test_reasoning_comes_back_apart_from_content_and_calls(stack, client, 
         async for chunk in response:
             for choice in chunk.choices:
                 delta = choice.delta.model_dump()
+                assert delta.get("reasoning") == delta.get("reasoning_content")
                 reasoning.append(delta.get("reasoning_content") or "")
                 content.append(delta.get("content") or "")
                 names += [c["function"]["name"] for c in delta.get("tool_calls") or [] if c["function"].get("name")]
         thought, text = "".join(reasoning), "".join(content)
     else:
         message = response.choices[0].message.model_dump()
+        assert message["reasoning"] == message["reasoning_content"]  # current vLLM's name, and the older one
         thought, text = message["reasoning_content"], message["content"]
         names = [c["function"]["name"] for c in message["tool_calls"]]
     assert thought == "The user wants Paris; <tool_call> here is only a thought."
@@ -369,3 +371,13 @@ async def test_mistral_calls_get_mistral_shaped_ids_or_keep_the_models_own(stack
         assert "[AVAILABLE_TOOLS]" in stack.engine.requests[-1][1]["prompt"]
     assert ids[0] == "a1B2c3D4e"
     assert len(ids) == 2 and len(ids[1]) == 9 and ids[1].isalnum()
+
+
+async def test_usage_counts_every_engine_call_a_retry_included(stack, client):
+    stack.engine.outputs = ["Not a call.", '{"location": "Paris"}}</tool_call>']
+    answer = await client(stack).chat.completions.create(
+        model="m", messages=QUESTION, tools=[WEATHER], tool_choice="required"
+    )
+    assert answer.choices[0].message.tool_calls
+    first, second = (10 + len("Not a call.") // 3), (10 + len('{"location": "Paris"}}</tool_call>') // 3)
+    assert answer.usage.prompt_tokens == 20 and answer.usage.total_tokens == first + second

@@ -101,13 +101,17 @@ class Dialect:
         *,
         add_generation_prompt: bool = True,
         control_token: Callable[[str], str] | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> str:
         """The prompt for ``/v1/completions``, as vLLM would render it for ``/v1/chat/completions``.
 
         ``control_token`` is what the template's ``control(...)`` writes (token-id dialects): by
-        default the token's own text.
+        default the token's own text. ``template_kwargs`` are a request's ``chat_template_kwargs``
+        (``enable_thinking``...), as vLLM passes them to the template.
         """
-        context: dict[str, Any] = {} if control_token is None else {"control_token": control_token}
+        context: dict[str, Any] = dict(template_kwargs or {})
+        if control_token is not None:
+            context["control_token"] = control_token
         normalized = normalize_messages(messages)
         if not self.takes_developer_role:
             # as OpenAI does for its models without a developer role: the developer speaks as system

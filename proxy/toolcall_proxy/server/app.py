@@ -29,7 +29,7 @@ from .http import Exchange, Headers, HttpServer, Limits
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .tokenizer import TokenizerLoader
-from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall
+from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall, add_usage
 from .upstream import Upstream, connection_headers
 from .validation import ChatToolRequest, needs_tool_path, parse_tool_request, tools_known
 
@@ -310,14 +310,16 @@ class ProxyApp:
     async def _tools(self, exchange: Exchange, request: ChatToolRequest) -> None:
         tool_path = self.tool_path
         call, answer = await self._ask_model(request)
+        usage = add_usage(None, answer.get("usage"))
         text, finish_reason = _choice_text(answer, call.reader())
         parsed = tool_path.parse_text(request, call, text)
         if not parsed.calls and request.choice.mode in ("required", "named"):
             log.info("tool_choice %s but no valid call: asking once more", request.choice.mode)
             call, answer = await self._ask_model(request, retry=True)
+            usage = add_usage(usage, answer.get("usage"))
             text, finish_reason = _choice_text(answer, call.reader())
             parsed = tool_path.parse_text(request, call, text)
-        response = tool_path.completion_response(request, answer, parsed, finish_reason)
+        response = tool_path.completion_response(request, answer, parsed, finish_reason, usage)
         exchange.respond(200, orjson.dumps(response), _JSON)
 
     async def _ask_model(self, request: ChatToolRequest, *, retry: bool = False) -> tuple[UpstreamCall, dict[str, Any]]:

@@ -23,11 +23,12 @@ from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .validation import ChatToolRequest, Tool
 
-__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall"]
+__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall", "add_usage"]
 
 log = logging.getLogger("toolmodel.proxy")
 
-# Sampling fields relayed to the upstream as they are (vLLM's extensions included).
+# Fields relayed to /v1/completions as they are: OpenAI's sampling fields and vLLM's extensions,
+# which vLLM's completions endpoint takes as its chat endpoint does.
 _SAMPLING_FIELDS = (
     "temperature",
     "top_p",
@@ -37,10 +38,19 @@ _SAMPLING_FIELDS = (
     "presence_penalty",
     "frequency_penalty",
     "repetition_penalty",
+    "length_penalty",
     "logit_bias",
     "user",
     "ignore_eos",
     "min_tokens",
+    "include_stop_str_in_output",
+    "bad_words",
+    "allowed_token_ids",
+    "truncate_prompt_tokens",
+    "priority",
+    "cache_salt",
+    "kv_transfer_params",
+    "vllm_xargs",
 )
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -180,17 +190,19 @@ class ToolPath:
         else:
             tools = [t.definition for t in offered] or None
             prompt_ids: list[int] | None = None
+            kwargs = request.template_kwargs
             if self.dialect.prompt_form == "token_ids":
                 tokenizer = self.loaded_tokenizer()
                 markers = ControlMarkers()
                 parts = markers.split(
-                    self.dialect.render_prompt(request.messages, tools, control_token=markers) + prefill
+                    self.dialect.render_prompt(request.messages, tools, control_token=markers, template_kwargs=kwargs)
+                    + prefill
                 )
                 prompt_ids = tokenizer.prompt_ids(parts)
                 prompt = "".join(parts)  # the markers' text between the spans
                 stop = _stop_list(body.get("stop"))  # the family's stops are ids now
             else:
-                prompt = self.dialect.render_prompt(request.messages, tools) + prefill
+                prompt = self.dialect.render_prompt(request.messages, tools, template_kwargs=kwargs) + prefill
             payload = {
                 "model": body.get("model"),
                 "prompt": prompt if prompt_ids is None else prompt_ids,
@@ -202,7 +214,7 @@ class ToolPath:
             payload.update({key: body[key] for key in _SAMPLING_FIELDS if key in body})
             if request.stream and request.include_usage:
                 payload["stream_options"] = {"include_usage": True}
-            payload.update(self._prompt_fields())
+            payload.update(self._prompt_fields(request))
             path = "/v1/completions"
         if constraint is not None:
             payload.update(constraint.fields)
@@ -262,16 +274,19 @@ class ToolPath:
             raise ProxyError(503, "the proxy is not ready: its tokenizer is not loaded yet", type="server_error")
         return self.tokenizer
 
-    def _prompt_fields(self) -> dict[str, Any]:
+    def _prompt_fields(self, request: ChatToolRequest) -> dict[str, Any]:
         """How the engine must take the prompt so the model gets the ids it was trained on."""
         # Markers in the output must come back as they are: no spaces around special tokens.
         fields: dict[str, Any] = {"spaces_between_special_tokens": False}
+        stop_ids = [i for i in request.body.get("stop_token_ids") or () if isinstance(i, int)]
         if self.dialect.prompt_form == "text_without_prefix":
             fields["add_special_tokens"] = False  # the template wrote the prefix already
         elif self.dialect.prompt_form == "token_ids":
             assert self.tokenizer is not None
-            fields["stop_token_ids"] = list(self.tokenizer.stop_ids)
+            stop_ids = [*self.tokenizer.stop_ids, *(i for i in stop_ids if i not in self.tokenizer.stop_ids)]
             fields["return_token_ids"] = True
+        if stop_ids:
+            fields["stop_token_ids"] = stop_ids
         return fields
 
     # -- non-streaming ---------------------------------------------------------------------
@@ -307,11 +322,18 @@ class ToolPath:
         return Answer(content, calls, result.reasoning)
 
     def completion_response(
-        self, request: ChatToolRequest, upstream: Mapping[str, Any], answer: Answer, finish_reason: str | None
+        self,
+        request: ChatToolRequest,
+        upstream: Mapping[str, Any],
+        answer: Answer,
+        finish_reason: str | None,
+        usage: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The chat completion; ``usage`` is summed over every engine call the request made."""
         message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
         if answer.reasoning is not None:
-            message["reasoning_content"] = answer.reasoning  # vLLM's field for it
+            # current vLLM writes `reasoning`, older vLLM and most clients read `reasoning_content`
+            message["reasoning"] = message["reasoning_content"] = answer.reasoning
         if answer.calls:
             message["tool_calls"] = [self._tool_call_json(call) for call in answer.calls]
             if finish_reason != "length":
@@ -323,8 +345,8 @@ class ToolPath:
             "model": upstream.get("model") or request.body.get("model"),
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
         }
-        if "usage" in upstream:
-            response["usage"] = upstream["usage"]
+        if usage is not None:
+            response["usage"] = usage
         return response
 
     def _tool_call_json(self, call: ParsedCall) -> dict[str, Any]:
@@ -433,7 +455,7 @@ class StreamConverter:
                 if event.index in self._arguments:
                     self._call_ended(event, out)
             elif isinstance(event, ReasoningDelta):
-                out.append(self.frame({"reasoning_content": event.text}))
+                out.append(self.frame({"reasoning": event.text, "reasoning_content": event.text}))
 
     def _call_started(self, event: CallStarted, out: list[bytes]) -> None:
         if self._max_calls is not None and len(self._arguments) >= self._max_calls:
@@ -484,6 +506,19 @@ class StreamConverter:
         call = {"index": self._shown_calls, "id": self._ids[index], "type": "function", "function": function}
         self._shown_calls += 1
         return self.frame({"tool_calls": [call]})
+
+
+def add_usage(total: Mapping[str, Any] | None, more: Any) -> dict[str, Any] | None:
+    """Two engine calls' token counts as one (a retry's included), as OpenAI reports a request's."""
+    if not isinstance(more, Mapping):
+        return dict(total) if total is not None else None
+    if total is None:
+        return dict(more)
+    summed = dict(total)
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if isinstance(more.get(key), int):
+            summed[key] = int(summed.get(key) or 0) + more[key]
+    return summed
 
 
 def _find(tools: list[Tool], name: str) -> Tool | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,6 +62,9 @@ class ChatToolRequest:
     parallel: bool
     stream: bool
     include_usage: bool
+    # what the chat template is rendered with beside the messages: chat_template_kwargs, and
+    # reasoning_effort as vLLM passes it
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def offered(self) -> list[Tool]:
@@ -138,6 +141,15 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
     if n not in (1, None):
         raise bad_request("n", "tool calling supports one choice per request; set n to 1")
     _check_sampling(body)
+    template_kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(template_kwargs, Mapping):
+        raise bad_request("chat_template_kwargs", 'must be an object such as {"enable_thinking": false}')
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in ("minimal", "low", "medium", "high"):
+            raise bad_request("reasoning_effort", f"{effort!r}: choose minimal, low, medium or high")
+        template_kwargs = {"reasoning_effort": effort, **template_kwargs}
+    _refuse_unsupported(body)
     return ChatToolRequest(
         body=body,
         messages=messages,
@@ -146,7 +158,27 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
         parallel=parallel,
         stream=stream,
         include_usage=bool(options.get("include_usage")),
+        template_kwargs=template_kwargs,
     )
+
+
+# Chat fields the tool path does not honour yet: refused by name rather than dropped unseen.
+_UNSUPPORTED = {
+    "logprobs": "log probabilities are not returned for requests with tools yet; leave logprobs out",
+    "top_logprobs": "log probabilities are not returned for requests with tools yet; leave top_logprobs out",
+    "response_format": "a response format cannot be combined with tools yet; leave response_format out",
+    "audio": "audio output is not supported",
+    "modalities": "only text output is supported; leave modalities out",
+    "prediction": "predicted outputs are not supported; leave prediction out",
+    "continue_final_message": "continuing the final message is not supported with tools",
+}
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    for key, why in _UNSUPPORTED.items():
+        value = body.get(key)
+        if value not in (None, False) and not (key == "modalities" and value == ["text"]):
+            raise bad_request(key, why)
 
 
 _NUMBERS = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty")
