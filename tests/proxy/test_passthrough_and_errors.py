@@ -23,13 +23,43 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tu
         return response.status, orjson.loads(await response.read())
 
 
-async def test_chat_without_tools_is_relayed_byte_for_byte(stack):
-    stack.engine.chat_body = b'{"id":"x",  "choices":[{"message":{"content":"unchanged \\u00e9"}}]}'
+async def test_chat_without_tools_is_relayed_in_openais_shape(stack):
+    # vLLM writes null where OpenAI's document wants an array or an object: left out
+    stack.engine.chat_body = orjson.dumps(
+        {
+            "id": "x",
+            "choices": [{"message": {"content": "unchanged é", "annotations": None, "function_call": None}}],
+            "usage": {"prompt_tokens": 3, "prompt_tokens_details": None},
+            "kv_transfer_params": None,
+        }
+    )
     request = b'{"model": "m",   "messages": [{"role": "user", "content": "hi"}]}'
     async with ClientSession() as session:
         async with session.post(stack.url + "/v1/chat/completions", data=request) as response:
-            assert await response.read() == stack.engine.chat_body
+            answer = orjson.loads(await response.read())
+    assert answer == {
+        "id": "x",
+        "choices": [{"message": {"content": "unchanged é", "refusal": None}}],
+        "usage": {"prompt_tokens": 3},
+        "kv_transfer_params": None,
+    }
     assert stack.engine.requests[-1] == ("/v1/chat/completions", orjson.loads(request))
+
+
+async def test_an_engines_error_to_a_relayed_chat_is_worded_as_openai_words_one(stack):
+    stack.engine.reject_tools = True  # its 400 is vLLM's old flat shape, code a number
+    status, answer = await post(stack.url + "/v1/chat/completions", {"messages": MESSAGES, "tool_choice": "none"})
+    assert status == 400
+    assert answer == {
+        "error": {"message": "tools are not supported", "type": "invalid_request_error", "param": None, "code": None}
+    }
+
+
+async def test_a_developer_message_relayed_to_a_family_without_the_role_is_its_system_message(stack_with, engine):
+    body = {"model": "m", "messages": [{"role": "developer", "content": "Be brief."}, *MESSAGES]}
+    async with stack_with(dialect="mistral") as stack:
+        assert (await post(stack.url + "/v1/chat/completions", body))[0] == 200
+    assert engine.requests[-1][1]["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
 async def test_streaming_chat_without_tools_is_relayed_as_it_arrives(stack):

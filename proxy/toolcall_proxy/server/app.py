@@ -7,6 +7,7 @@ by the upstream connection's callbacks: no task, no queue, nothing per chunk but
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import logging
@@ -23,6 +24,7 @@ from prometheus_client.metrics import Counter, Histogram
 from ..dialects import get_dialect
 from ..parsing.constraint import marker_candidates
 from ..rendering import compile_template
+from . import contract
 from .constraints import OFF, GrammarBook, engine_fields, tokens_of, version_of
 from .errors import ProxyError
 from .http import Exchange, Headers, HttpServer, Limits
@@ -145,7 +147,9 @@ class ProxyApp:
                     else:  # new schemas take milliseconds each to check: not on the event loop
                         self._spawn(exchange, self._check_then_start_tools(exchange, body))
                     return
-            self._relay(exchange)
+                self._relay(exchange, _ChatRelay(exchange), self._relayed_chat(body, request.body))
+                return
+            self._relay(exchange, _Relay(exchange), request.body)
         except ProxyError as error:
             _fail(exchange, error)
 
@@ -221,7 +225,20 @@ class ProxyApp:
         exchange.respond(status, orjson.dumps(body), _JSON)
 
     # -- pass-through ---------------------------------------------------------------------
-    def _relay(self, exchange: Exchange) -> None:
+    def _relayed_chat(self, body: dict[str, Any], raw: bytes) -> bytes:
+        """A chat request for the engine's own chat endpoint: as the client sent it, but for a
+        ``developer`` message, which a family without that role takes as its system turn."""
+        if self.dialect.takes_developer_role or not _has_developer(body):
+            return raw
+        messages = [
+            {**message, "role": "system"}
+            if isinstance(message, dict) and message.get("role") == "developer"
+            else message
+            for message in body["messages"]
+        ]
+        return orjson.dumps({**body, "messages": messages})
+
+    def _relay(self, exchange: Exchange, sink: _Relay, body: bytes) -> None:
         request = exchange.request
         # A key given to the proxy is the proxy's; with a key for the engine, that one goes alone.
         strip_authorization = self._api_key is not None or self.settings.upstream_api_key is not None
@@ -232,7 +249,7 @@ class ProxyApp:
             if name not in hop_by_hop and not (strip_authorization and name == b"authorization")
         ]
         method = "GET" if request.method == "HEAD" else request.method  # HEAD: GET's head, body dropped
-        call = self.upstream.request(method, request.target, headers, request.body, _Relay(exchange))
+        call = self.upstream.request(method, request.target, headers, body, sink)
         exchange.flow = call
         exchange.on_disconnect = call.abort
 
@@ -381,6 +398,52 @@ class _Relay:
             self._exchange.abort()  # a sized body cut short: only a closed connection says so
         else:
             _fail(self._exchange, error)
+
+
+class _ChatRelay(_Relay):
+    """A relayed chat answer: a whole one (or an error) in OpenAI's shapes (``contract``), a
+    stream as it arrives."""
+
+    __slots__ = ("_headers", "_kept", "_status")
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(exchange)
+        self._status = 0  # set while a whole answer is kept to be reshaped
+        self._headers: Headers = []
+        self._kept: list[bytes] = []
+
+    def head(self, status: int, headers: Headers) -> None:
+        streamed = any(name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
+        if streamed and status == 200:
+            super().head(status, headers)
+            return
+        self._status = status
+        hop_by_hop = connection_headers(headers)
+        self._headers = [
+            (name, value)
+            for name, value in headers
+            if name not in hop_by_hop and name not in (b"content-length", b"content-type", b"date")
+        ]
+
+    def body(self, data: bytes) -> None:
+        if self._status:
+            self._kept.append(data)
+        else:
+            super().body(data)
+
+    def end(self) -> None:
+        if not self._status:
+            super().end()
+            return
+        data = b"".join(self._kept)
+        if self._status != 200:
+            data = contract.error_body(self._status, data)
+        else:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                value = orjson.loads(data)
+                if isinstance(value, dict):
+                    data = orjson.dumps(contract.chat_completion(value))
+        self._exchange.respond(self._status, data, [*self._headers, *_JSON])
 
 
 class _ToolStream:
@@ -547,6 +610,15 @@ def _json_body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProxyError(400, "the request body must be a JSON object", code="invalid_json")
     return value
+
+
+def _is_developer(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") == "developer"
+
+
+def _has_developer(body: dict[str, Any]) -> bool:
+    messages = body.get("messages")
+    return isinstance(messages, list) and any(_is_developer(message) for message in messages)
 
 
 def _choice_text(answer: dict[str, Any], reader: OutputReader) -> tuple[str, str | None]:

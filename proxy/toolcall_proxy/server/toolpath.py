@@ -17,6 +17,7 @@ from ..parsing.parser import ArgumentsDelta, CallEnded, CallParser, CallStarted,
 from ..parsing.result import ParsedCall, fold
 from ..rendering import TemplateRenderError
 from ..tokens import ControlMarkers, OutputDecoder, PromptTokenizer
+from . import contract
 from .constraints import OFF, GrammarBook, grammar_fields, schema_fields
 from .errors import ProxyError
 from .metrics import ProxyMetrics
@@ -346,7 +347,7 @@ class ToolPath:
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
         }
         if usage is not None:
-            response["usage"] = usage
+            response["usage"] = contract.usage(usage)
         return response
 
     def _tool_call_json(self, call: ParsedCall) -> dict[str, Any]:
@@ -497,7 +498,7 @@ class StreamConverter:
         out.append(self.frame({}, finish_reason or "stop"))
         if usage is not None and self._request.include_usage:
             head = self._prefix.split(b',"choices"')[0]
-            out.append(head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n")
+            out.append(head + b',"choices":[],"usage":' + orjson.dumps(contract.usage(usage)) + b"}\n\n")
         out.append(b"data: [DONE]\n\n")
 
     def _call_frame(self, index: int, name: str, arguments: str) -> bytes:

@@ -794,6 +794,20 @@ class _ChatOutput:
         return delta
 
 
+def _check_parts(messages: Sequence[Mapping[str, Any]]) -> None:
+    """Content parts as vLLM's request model takes them (its pydantic validation answers 400)."""
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            raise SimError(400, f"messages[{index}].content must be a string or a list of parts", param="messages")
+        for number, part in enumerate(content):
+            if not isinstance(part, Mapping) or (part.get("type") == "text" and not isinstance(part.get("text"), str)):
+                where = f"messages[{index}].content[{number}]"
+                raise SimError(400, f"{where} is not a valid content part", param="messages")
+
+
 def _tool_names(body: Mapping[str, Any]) -> list[str]:
     return [str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()]
 
@@ -1187,6 +1201,7 @@ class SimApp:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, Mapping) for m in messages):
             raise SimError(400, "messages must be a non-empty list of message objects", param="messages")
+        _check_parts(messages)
         choice = _tool_choice(body, self.config)
         prompt = self._render(body, messages)
         prompt_ids: list[int] | None = None
