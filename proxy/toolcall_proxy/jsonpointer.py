@@ -1,7 +1,7 @@
 """Local JSON Schema references (``#/$defs/Name``): where they point inside their document.
 
 The proxy follows no other kind (see ``server/schemas.py``); schema checking, the decode-time
-constraint and (to come) the parser's typing all resolve them here.
+constraint and the parser's typing of raw-text values all resolve them here.
 """
 
 from __future__ import annotations

@@ -281,3 +281,19 @@ def test_a_raw_text_value_with_an_enum_is_one_of_its_values(name):
     required = constraint(dialect, [WEATHER], "required")
     assert accepts(dialect, required, dialect.write_calls([("get_weather", {"city": "Paris", "unit": "celsius"})]))
     assert not accepts(dialect, required, dialect.write_calls([("get_weather", {"city": "Paris", "unit": "kelvin"})]))
+
+
+@pytest.mark.parametrize("name", [name for name, dialect in DIALECTS.items() if _raw_text_values(dialect)])
+def test_a_raw_text_value_that_may_be_null_takes_text_and_null(name):
+    dialect = DIALECTS[name]
+    trip = ConstraintTool(
+        "book_trip",
+        {
+            "type": "object",
+            "properties": {"back": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+            "required": ["back"],
+        },
+    )
+    required = constraint(dialect, [trip], "required")
+    assert accepts(dialect, required, dialect.write_calls([("book_trip", {"back": "2026-12-24"})]))
+    assert accepts(dialect, required, dialect.write_calls([("book_trip", {"back": None})]))

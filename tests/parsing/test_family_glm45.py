@@ -181,3 +181,77 @@ def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
     arguments = {"query": "Zürich </arg_value> x", "filters": {"a": [1, "b"]}, "limit": 3, "exact": True}
 
     assert_written_calls_parse_back("glm45", [("search", arguments)], TOOLS, prefill_ends_at_arguments=False)
+
+
+# A nested pydantic model as the OpenAI SDK's pydantic_function_tool and openai-agents send it.
+BOOK_TRIP: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "destination": {"type": "string"},
+        "budget": {"$ref": "#/$defs/Budget"},
+        "travellers": {"type": "array", "items": {"$ref": "#/$defs/Traveller"}},
+        "return_date": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "nights": {"allOf": [{"$ref": "#/$defs/Count"}]},
+        "cabin": {"$ref": "#/$defs/Cabin"},
+    },
+    "required": ["destination", "budget", "travellers", "return_date"],
+    "additionalProperties": False,
+    "$defs": {
+        "Budget": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}, "currency": {"enum": ["EUR", "USD"], "type": "string"}},
+            "required": ["amount", "currency"],
+            "additionalProperties": False,
+        },
+        "Traveller": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}},
+        "Count": {"type": "integer"},
+        "Cabin": {"enum": ["economy", "business"]},
+    },
+}
+NESTED_TOOLS = {**TOOLS, "book_trip": BOOK_TRIP}
+
+
+@pytest.mark.parametrize(
+    ("values", "arguments"),
+    [
+        pytest.param(
+            {
+                "destination": "Lisbon",
+                "budget": '{"amount": 1500, "currency": "EUR"}',
+                "travellers": '[{"name": "Ana", "age": 34}]',
+                "return_date": "null",
+                "nights": "3",
+                "cabin": "business",
+            },
+            {
+                "destination": "Lisbon",
+                "budget": {"amount": 1500, "currency": "EUR"},
+                "travellers": [{"name": "Ana", "age": 34}],
+                "return_date": None,
+                "nights": 3,
+                "cabin": "business",
+            },
+            id="refs-allof-nullable-enum",
+        ),
+        pytest.param(
+            {"return_date": "2024-06-10", "budget": "{'amount': 99.5, 'currency': 'USD'}"},
+            {"return_date": "2024-06-10", "budget": {"amount": 99.5, "currency": "USD"}},
+            id="nullable-string-and-a-python-dict",
+        ),
+    ],
+)
+def test_nested_models_behind_refs_are_typed_by_the_schemas_they_point_to(
+    values: dict[str, str], arguments: dict[str, Any]
+) -> None:
+    assert_parses("glm45", _call("book_trip", **values), None, [("book_trip", arguments)], NESTED_TOOLS)
+
+
+def test_nested_arguments_written_by_the_dialect_parse_back() -> None:
+    arguments = {
+        "destination": "Lisbon",
+        "budget": {"amount": 1500, "currency": "EUR"},
+        "travellers": [{"name": "Ana", "age": 34}],
+        "return_date": None,
+    }
+
+    assert_written_calls_parse_back("glm45", [("book_trip", arguments)], NESTED_TOOLS, prefill_ends_at_arguments=False)

@@ -231,3 +231,121 @@ def test_write_call_parses_back_and_a_named_prefill_starts_it() -> None:
 
     # the continuation is XML, not a JSON value
     assert_written_calls_parse_back("qwen3_coder", [("search", arguments)], TOOLS, prefill_ends_at_arguments=False)
+
+
+# What pydantic (the OpenAI SDK's pydantic_function_tool, openai-agents, pydantic-ai) sends for a
+# nested model: the nested parts are references into "$defs", optional fields are anyOf with null.
+NESTED: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "destination": {"type": "string"},
+        "budget": {"$ref": "#/$defs/Budget"},
+        "travellers": {"type": "array", "items": {"$ref": "#/$defs/Traveller"}},
+        "return_date": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "nights": {"allOf": [{"$ref": "#/definitions/Count"}], "description": "how many"},
+        "cabin": {"$ref": "#/$defs/Cabin"},
+        "stars": {"enum": [3, 4, 5]},
+        "seats": {"type": ["integer", "null"]},
+        "ref": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+        "itinerary": {"$ref": "#/$defs/Stop"},
+    },
+    "required": ["destination", "budget"],
+    "additionalProperties": False,
+    "$defs": {
+        "Budget": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}, "currency": {"enum": ["EUR", "USD"], "type": "string"}},
+            "required": ["amount", "currency"],
+            "additionalProperties": False,
+        },
+        "Traveller": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}},
+        "Cabin": {"type": "string", "enum": ["economy", "business"]},
+        # recursive: a stop and the stops after it
+        "Stop": {"type": "object", "properties": {"city": {"type": "string"}, "next": {"$ref": "#/$defs/Stop"}}},
+    },
+    "definitions": {"Count": {"type": "integer", "minimum": 1}},
+}
+NESTED_TOOLS = {**TOOLS, "book_trip": NESTED}
+
+
+def test_nested_models_behind_refs_are_typed_by_the_schemas_they_point_to() -> None:
+    raw = _call(
+        "book_trip",
+        destination="Lisbon",
+        budget='{"amount": 1500, "currency": "EUR"}',
+        travellers='[{"name": "Ana", "age": 34}]',
+        return_date="null",
+        nights="3",
+        cabin="business",
+        stars="4",
+        seats="2",
+        ref="A12",
+        itinerary='{"city": "Porto", "next": {"city": "Faro"}}',
+    )
+    arguments = {
+        "destination": "Lisbon",
+        "budget": {"amount": 1500, "currency": "EUR"},
+        "travellers": [{"name": "Ana", "age": 34}],
+        "return_date": None,
+        "nights": 3,
+        "cabin": "business",
+        "stars": 4,
+        "seats": 2,
+        "ref": "A12",
+        "itinerary": {"city": "Porto", "next": {"city": "Faro"}},
+    }
+
+    assert_parses("qwen3_coder", raw, None, [("book_trip", arguments)], NESTED_TOOLS)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        pytest.param("return_date", "2024-06-10", "2024-06-10", id="nullable-string-text"),
+        pytest.param("return_date", '"2024-06-10"', "2024-06-10", id="nullable-string-written-as-json"),
+        pytest.param("return_date", "None", None, id="nullable-string-python-none"),
+        pytest.param("seats", "null", None, id="type-list-with-null"),
+        pytest.param("ref", "12", 12, id="one-of-the-first-branch-that-fits"),
+        pytest.param("ref", "twelve", "twelve", id="one-of-text-fits-only-the-string"),
+        pytest.param("nights", "many", "many", id="text-that-fits-no-type-stays-a-string"),
+        pytest.param("budget", "null", "null", id="an-object-is-not-null-unless-the-schema-says"),
+        pytest.param("destination", '"Lisbon"', '"Lisbon"', id="a-string-only-parameter-keeps-its-quotes"),
+    ],
+)
+def test_anyof_oneof_and_nullable_values_take_the_first_type_the_text_fits(name: str, text: str, value: Any) -> None:
+    assert_parses("qwen3_coder", _call("book_trip", **{name: text}), None, [("book_trip", {name: value})], NESTED_TOOLS)
+
+
+def test_keys_beyond_the_properties_are_typed_by_additional_properties() -> None:
+    tools = {"tag": {"type": "object", "properties": {}, "additionalProperties": {"$ref": "#/$defs/N"}}}
+    tools["tag"]["$defs"] = {"N": {"type": "integer"}}
+
+    assert_parses("qwen3_coder", _call("tag", weight="7"), None, [("tag", {"weight": 7})], tools)
+
+
+def test_a_reference_loop_ends_and_leaves_the_value_a_string() -> None:
+    loop = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"$ref": "#/$defs/B"}},
+        "$defs": {
+            "A": {"$ref": "#/$defs/A2"},
+            "A2": {"$ref": "#/$defs/A"},
+            "B": {"allOf": [{"$ref": "#/$defs/B"}, {"$ref": "#/$defs/B"}], "anyOf": [{"$ref": "#/$defs/B"}] * 4},
+        },
+    }
+
+    assert_parses("qwen3_coder", _call("loop", a="1", b="2"), None, [("loop", {"a": "1", "b": "2"})], {"loop": loop})
+
+
+def test_nested_arguments_written_by_the_dialect_parse_back() -> None:
+    arguments = {
+        "destination": "Lisbon",
+        "budget": {"amount": 1500.5, "currency": "USD"},
+        "travellers": [{"name": "Ana", "age": 34}, {"name": "Ben", "age": 36}],
+        "return_date": None,
+        "cabin": "economy",
+    }
+
+    assert_written_calls_parse_back(
+        "qwen3_coder", [("book_trip", arguments)], NESTED_TOOLS, prefill_ends_at_arguments=False
+    )

@@ -504,3 +504,159 @@ def test_harmony_typescript_tool_definitions_read_back_as_schemas() -> None:
         "required": ["query"],
     }
     assert [prompt[start] for start, _ in spans] == ["{"]
+
+
+# -- nested models: "$ref" into "$defs", allOf, anyOf, nullable ------------------------------------
+
+# BookTrip(destination: str, budget: Budget, travellers: list[Traveller], return_date: str | None)
+# as the OpenAI SDK's pydantic_function_tool sends it: strict, every field required.
+BOOK_TRIP = {
+    "type": "function",
+    "function": {
+        "name": "BookTrip",
+        "description": "Book a trip to a destination within a budget.",
+        "strict": True,
+        "parameters": {
+            "$defs": {
+                "Budget": {
+                    "properties": {
+                        "amount": {"title": "Amount", "type": "number"},
+                        "currency": {"enum": ["EUR", "USD"], "title": "Currency", "type": "string"},
+                    },
+                    "required": ["amount", "currency"],
+                    "title": "Budget",
+                    "type": "object",
+                    "additionalProperties": False,
+                },
+                "Traveller": {
+                    "properties": {
+                        "name": {"title": "Name", "type": "string"},
+                        "age": {"title": "Age", "type": "integer"},
+                    },
+                    "required": ["name", "age"],
+                    "title": "Traveller",
+                    "type": "object",
+                    "additionalProperties": False,
+                },
+            },
+            "properties": {
+                "destination": {"title": "Destination", "type": "string"},
+                "budget": {"$ref": "#/$defs/Budget"},
+                "travellers": {"items": {"$ref": "#/$defs/Traveller"}, "title": "Travellers", "type": "array"},
+                "return_date": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Return Date"},
+                "notes": {"type": ["string", "null"]},  # not required: left out unless mentioned
+            },
+            "required": ["destination", "budget", "travellers", "return_date"],
+            "title": "BookTrip",
+            "type": "object",
+            "additionalProperties": False,
+        },
+    },
+}
+TRIP_QUESTION = "Book a trip to Lisbon for Ana, age 34, with a budget of 1500 EUR"
+TRIP_ARGUMENTS = {
+    "destination": "Lisbon",
+    "budget": {"amount": 1500, "currency": "EUR"},
+    "travellers": [{"name": "Ana", "age": 34}],
+    "return_date": None,
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_finds_a_tool_whose_schema_has_definitions_in_each_dialects_prompt(dialect: str) -> None:
+    prompt = prompt_for(dialect, [{"role": "user", "content": "hi"}], [BOOK_TRIP])
+    [tool], _ = engine.find_tools(prompt)
+    assert tool.name == "BookTrip"
+    if dialect == "openai":  # harmony's TypeScript has no references: the schema is written out
+        return
+    parameters = tool.parameters
+    assert parameters["properties"]["budget"] == {"$ref": "#/$defs/Budget"}
+    assert parameters["$defs"]["Budget"]["properties"]["currency"]["enum"] == ["EUR", "USD"]
+    assert parameters["additionalProperties"] is False
+    assert parameters["properties"]["notes"]["type"] == ["string", "null"]
+
+
+@pytest.mark.parametrize("dialect", ["hermes", "qwen3_coder", "glm45"])
+def test_a_nested_model_behind_a_ref_is_written_as_an_object_and_parses_back(dialect: str) -> None:
+    prompt = prompt_for(dialect, [{"role": "user", "content": TRIP_QUESTION}], [BOOK_TRIP])
+    generation = engine.generate(prompt, dialect=dialect, model="sim")
+    assert generation.calls == (("BookTrip", TRIP_ARGUMENTS),)
+    # raw-text families type the values by the schema: the budget is an object, not a string
+    parser = get_dialect(dialect).parser({"BookTrip": BOOK_TRIP["function"]["parameters"]})
+    text = "".join(e.text for e in [*parser.feed(generation.text), *parser.finish()] if isinstance(e, ArgumentsDelta))
+    assert orjson.loads(text) == TRIP_ARGUMENTS
+
+
+def test_refs_allof_anyof_and_enums_are_followed_when_values_are_made() -> None:
+    tool = engine.ToolSpec(
+        "plan_route",
+        "",
+        {
+            "type": "object",
+            "properties": {
+                "start": {"allOf": [{"$ref": "#/definitions/Place"}], "description": "where it starts"},
+                "mode": {"$ref": "#/$defs/Mode"},
+                "stops": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"$ref": "#/definitions/Place"}}]},
+                "limit": {"oneOf": [{"$ref": "#/$defs/Count"}, {"type": "string"}]},
+                "avoid": {"type": ["string", "null"]},
+                "route": {"$ref": "#/$defs/Leg"},
+            },
+            "required": ["start", "mode", "stops", "limit", "avoid", "route"],
+            "$defs": {
+                "Mode": {"enum": ["car", "bike", "train"]},
+                "Count": {"type": "integer", "maximum": 5},
+                # recursive: each leg holds the next one
+                "Leg": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Leg"}}, "required": ["next"]},
+            },
+            "definitions": {
+                "Place": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+            },
+        },
+    )
+    [arguments] = engine.plan_calls(tool, "Plan a route from Porto by train with 3 stops")
+
+    leg = arguments.pop("route")
+    depth = 0
+    while leg:
+        leg, depth = leg["next"], depth + 1
+    assert 0 < depth <= 20  # a recursive schema is cut at a depth bound
+    assert arguments == {
+        "start": {"city": "Porto"},
+        "mode": "train",
+        "stops": [{"city": "Porto"}],  # mentioned: not left null
+        "limit": 3,
+        "avoid": None,  # nullable and not mentioned: left null
+    }
+
+
+def test_enum_values_in_definitions_are_not_entities() -> None:
+    tool = engine.ToolSpec(
+        "pay",
+        "",
+        {
+            "type": "object",
+            "properties": {"person": {"type": "string"}, "money": {"$ref": "#/$defs/Money"}},
+            "required": ["person", "money"],
+            "$defs": {"Money": {"type": "object", "properties": {"currency": {"enum": ["EUR", "USD"]}}}},
+        },
+    )
+    # "EUR" is a choice, not a second person: one call, not one per entity
+    assert engine.plan_calls(tool, "Pay 20 EUR to the person named Ana") == [
+        {"person": "Ana", "money": {"currency": "EUR"}}
+    ]
+
+
+def test_a_number_is_taken_from_next_to_its_name_or_its_objects_name() -> None:
+    tool = engine.ToolSpec(
+        "book",
+        "",
+        {
+            "type": "object",
+            "properties": {"guests": {"type": "integer"}, "budget": {"$ref": "#/$defs/Budget"}},
+            "required": ["guests", "budget"],
+            "$defs": {"Budget": {"type": "object", "properties": {"amount": {"type": "number"}}}},
+        },
+    )
+    assert engine.plan_calls(tool, "Book for 4 guests with a budget of 99.5") == [
+        {"guests": 4, "budget": {"amount": 99.5}}
+    ]

@@ -436,8 +436,10 @@ def _types(root: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
 
 
 def _is_text(root: Mapping[str, Any], schema: Mapping[str, Any]) -> bool:
-    """A value written as raw text: the schema allows only strings, or does not say."""
-    return not (_types(root, schema) - {"string"})
+    """A value written as raw text: the schema allows strings (``Optional[str]`` too: the parser
+    reads ``null`` or a number in raw text as such where the schema takes it), or does not say."""
+    types = _types(root, schema)
+    return not types or "string" in types
 
 
 def _hoisted(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -22,6 +22,7 @@ Rules it keeps, whatever the dialect:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from ..jsonpointer import resolve
 from .grammar import (
     Arguments,
     Branch,
@@ -225,10 +227,18 @@ class CallParser:
         self._events.append(ArgumentsDelta(call.index, "".join(call.pending_args)))
         call.pending_args.clear()
 
-    def parameter_type(self, function: str | None, parameter: str) -> str | None:
-        """The JSON Schema type of one parameter of an offered tool, if the schema says."""
-        schema = (self._schemas.get(function or "") or {}).get("properties", {}).get(parameter)
-        return _schema_type(schema) if isinstance(schema, Mapping) else None
+    def parameter_kinds(self, function: str | None, parameter: str) -> tuple[str, ...]:
+        """The JSON types one parameter of an offered tool may have, as its schema says (followed
+        through ``$ref``, ``allOf``, ``anyOf``/``oneOf``, enums); ``()`` when it does not say."""
+        root = self._schemas.get(function or "")
+        if not isinstance(root, Mapping):
+            return ()
+        parameters = follow_schema(root, root)
+        properties = parameters.get("properties")
+        schema = properties.get(parameter) if isinstance(properties, Mapping) else None
+        if schema is None:
+            schema = parameters.get("additionalProperties")  # a schema for the keys not named
+        return _schema_kinds(root, schema) if isinstance(schema, Mapping) else ()
 
     def end_call(self, call: _Call) -> None:
         self._events.append(CallEnded(call.index))
@@ -694,17 +704,83 @@ def _unwrap_string_arguments(text: str) -> str:
     return result if result.startswith(("{", "[")) else orjson.dumps(text).decode()
 
 
-def _schema_type(schema: Mapping[str, Any]) -> str | None:
+# How many references and ``allOf`` merges one schema is followed through, and how deep into
+# ``anyOf``/``oneOf`` branches its types are looked for: a recursive schema (a tree of nodes) or
+# a reference loop stops there.
+_MAX_SCHEMA_DEPTH = 32
+
+
+def follow_schema(root: Any, schema: Any) -> Mapping[str, Any]:
+    """``schema`` (a part of ``root``) with its local ``$ref`` followed (``#/$defs/...``,
+    ``#/definitions/...``; the keys beside a ``$ref`` kept over the target's) and its ``allOf``
+    merged (properties joined, required lists added up, any other key from the first part that
+    has it); ``{}`` for what is not a schema. After ``_MAX_SCHEMA_DEPTH`` steps in all (a
+    reference loop) what is left is returned without its references."""
+    return _follow(root, schema, [_MAX_SCHEMA_DEPTH])
+
+
+def _follow(root: Any, schema: Any, budget: list[int]) -> Mapping[str, Any]:
+    if not isinstance(schema, Mapping):
+        return {}
+    followed: Mapping[str, Any] = schema
+    while budget[0] > 0:
+        budget[0] -= 1
+        ref = followed.get("$ref")
+        if isinstance(ref, str):
+            target = resolve(root, ref)
+            rest = {key: value for key, value in followed.items() if key != "$ref"}
+            followed = {**target, **rest} if isinstance(target, Mapping) else rest
+            continue
+        all_of = followed.get("allOf")
+        if isinstance(all_of, list):
+            merged: dict[str, Any] = {key: value for key, value in followed.items() if key != "allOf"}
+            for part in all_of:
+                for key, value in _follow(root, part, budget).items():
+                    if key == "properties" and isinstance(value, Mapping):
+                        merged["properties"] = {**(merged.get("properties") or {}), **value}
+                    elif key == "required" and isinstance(value, list):
+                        merged["required"] = [*(merged.get("required") or []), *value]
+                    else:
+                        merged.setdefault(key, value)
+            followed = merged
+            continue
+        return followed
+    return {key: value for key, value in followed.items() if key not in ("$ref", "allOf")}
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null", list: "array"}
+
+
+def _schema_kinds(root: Any, schema: Any, budget: list[int] | None = None) -> tuple[str, ...]:
+    """The JSON types a value of ``schema`` may have, in the schema's order: its ``type``, else
+    those of its ``enum``/``const`` values, else those of its ``anyOf``/``oneOf`` branches (each
+    followed through its references; ``_MAX_SCHEMA_DEPTH`` branches in all), else what
+    ``properties``/``items`` imply; ``()`` when the schema does not say."""
+    budget = budget if budget is not None else [_MAX_SCHEMA_DEPTH]
+    budget[0] -= 1
+    schema = follow_schema(root, schema)
     kind = schema.get("type")
+    if isinstance(kind, str):
+        return (_json_kind(kind),)
     if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind is None:
-        for alternative in schema.get("anyOf") or schema.get("oneOf") or ():
-            if isinstance(alternative, Mapping) and (found := _schema_type(alternative)) not in (None, "null"):
-                return found
-        if "properties" in schema:
-            return "object"
-    return kind if isinstance(kind, str) else None
+        return tuple(dict.fromkeys(_json_kind(k) for k in kind if isinstance(k, str)))
+    values = schema.get("enum") if isinstance(schema.get("enum"), list) else None
+    if values is None and "const" in schema:
+        values = [schema["const"]]
+    if values is not None:
+        return tuple(dict.fromkeys(_JSON_TYPES.get(type(value), "object") for value in values))
+    kinds: list[str] = []
+    for keyword in ("anyOf", "oneOf"):
+        for option in schema.get(keyword) or ():
+            if budget[0] > 0:
+                kinds.extend(_schema_kinds(root, option, budget))
+    if kinds:
+        return tuple(dict.fromkeys(kinds))
+    if isinstance(schema.get("properties"), Mapping):
+        return ("object",)
+    if "items" in schema:
+        return ("array",)
+    return ()
 
 
 # Type names tool schemas use besides JSON Schema's, read as vLLM's Qwen3-Coder parser reads them.
@@ -712,13 +788,14 @@ _KIND_PREFIXES = (
     (("int", "uint", "long", "short", "unsigned"), "integer"),
     (("num", "float", "double"), "number"),
     (("bool", "binary"), "boolean"),
-    (("dict", "list", "arr"), "object"),
+    (("dict",), "object"),
+    (("list", "arr"), "array"),
 )
 
 
-def _json_kind(kind: str | None) -> str | None:
+def _json_kind(kind: str) -> str:
     """``kind`` as a JSON Schema type name (``float`` is a number, ``dict`` an object)."""
-    if kind is None or kind in ("string", "integer", "number", "boolean", "null", "object", "array"):
+    if kind in ("string", "integer", "number", "boolean", "null", "object", "array"):
         return kind
     lowered = kind.strip().lower()
     return next((json_kind for prefixes, json_kind in _KIND_PREFIXES if lowered.startswith(prefixes)), kind)
@@ -728,29 +805,51 @@ def _json_kind(kind: str | None) -> str | None:
 _TYPED_KINDS = frozenset(("integer", "number", "boolean", "null", "object", "array"))
 
 
-def _typed_value(text: str, kind: str | None) -> str:
-    """A raw parameter value as JSON, by its schema type; text that does not fit stays a string."""
+def _typed_value(text: str, kinds: tuple[str, ...]) -> str:
+    """A raw parameter value as JSON, by the types its schema allows (``_schema_kinds``): the
+    first of them other than a string that the text fits, else the text as a string.
+
+    Where the schema allows a string besides other types, a value written as one JSON string
+    (``"Paris"``) is that string: so the decode-time constraint has the model write such a
+    value, as it has it write every value whose schema allows more than strings.
+    """
     value = text.strip()
-    kind = _json_kind(kind)
+    for kind in kinds:
+        typed = _as_kind(value, kind)
+        if typed is not None:
+            return typed
+    if "string" in kinds and len(kinds) > 1 and value.startswith('"') and value.endswith('"') and len(value) > 1:
+        try:
+            decoded = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, str):
+            return orjson.dumps(decoded).decode()
+    return orjson.dumps(text).decode()
+
+
+def _as_kind(value: str, kind: str) -> str | None:
+    """``value`` (stripped raw text) as JSON of this type, or None when it is not one."""
     if kind == "integer" or kind == "number":
         try:
             number = float(value) if kind == "number" and not value.lstrip("-").isdigit() else int(value)
         except ValueError:
-            return orjson.dumps(text).decode()
-        return orjson.dumps(number).decode()
-    if kind == "boolean" and value.lower() in ("true", "false"):
-        return value.lower()
-    if kind == "null" and value.lower() in ("null", "none"):
-        return "null"
-    if kind in ("object", "array"):
+            return None
+        return orjson.dumps(number).decode() if math.isfinite(number) else None
+    if kind == "boolean":
+        return value.lower() if value.lower() in ("true", "false") else None
+    if kind == "null":
+        return "null" if value.lower() in ("null", "none") else None
+    if kind == "object" or kind == "array":
         transcoder = LiteralTranscoder()
         try:
             transcoder.feed(value)
             transcoder.finish()
         except LiteralError:
-            return orjson.dumps(text).decode()
-        return transcoder.drain()
-    return orjson.dumps(text).decode()
+            return None
+        written = transcoder.drain()
+        return written if written.startswith("{" if kind == "object" else "[") else None
+    return None
 
 
 def _partial_suffix(buffer: str, marker: str) -> int:
@@ -901,7 +1000,7 @@ class _KeyValueRunner:
         "chars",
         "followers",
         "held",
-        "kind",
+        "kinds",
         "looked",
         "opened",
         "started",
@@ -917,7 +1016,7 @@ class _KeyValueRunner:
         self.state = "between"
         self.opened = False  # "{" written
         self.chars: list[str] = []
-        self.kind: str | None = None
+        self.kinds: tuple[str, ...] = ()
         self.streamed = True  # a string value, streamed as it comes
         self.started = False
         self.held = ""
@@ -960,8 +1059,8 @@ class _KeyValueRunner:
                     return end, _Status.MORE, ""
                 key = "".join(self.chars).strip()
                 pos = found + len(step.key_close)
-                self.kind = _json_kind(parser.parameter_type(call.name, key))
-                self.streamed = self.kind not in _TYPED_KINDS
+                self.kinds = parser.parameter_kinds(call.name, key)
+                self.streamed = _TYPED_KINDS.isdisjoint(self.kinds)  # text only: streamed as it comes
                 parser.add_arguments(call, ("{" if not self.opened else ", ") + orjson.dumps(key).decode() + ": ")
                 self.opened = True
                 self.state, self.chars, self.started, self.held = "open value", [], False, ""
@@ -1037,7 +1136,7 @@ class _KeyValueRunner:
         text = "".join(self.chars)
         if self.step.layout_newlines:
             text = text.removesuffix("\n")
-        parser.add_arguments(call, _typed_value(text, self.kind))
+        parser.add_arguments(call, _typed_value(text, self.kinds))
 
 
 _Runner = (

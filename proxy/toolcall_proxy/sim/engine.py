@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from ..dialects import generic, get_dialect
 from ..dialects.detect import detect
+from ..parsing.parser import follow_schema
 
 __all__ = [
     "LAYOUTS",
@@ -359,12 +360,23 @@ _XML_FUNCTION = re.compile(
     re.DOTALL,
 )
 _XML_PARAMETER = re.compile(r"\n<parameter>\n<name>(?P<name>[^<\n]+)</name>(?P<fields>.*?)\n</parameter>", re.DOTALL)
-_XML_FIELD = re.compile(r"\n<(?P<key>[A-Za-z_][\w-]*)>(?P<value>.*?)</(?P=key)>", re.DOTALL)
+# Keys as JSON Schema spells them, "$ref" and "$defs" included (pydantic's nested models).
+_XML_FIELD = re.compile(r"\n<(?P<key>[A-Za-z_$][\w$-]*)>(?P<value>.*?)</(?P=key)>", re.DOTALL)
+# Scalars the template writes with Jinja's ``string`` filter, which spells them as Python does.
+_PYTHON_SCALARS = {"True": True, "False": False, "None": None}
 
 
 def _xml_value(key: str, text: str) -> Any:
-    if key in ("type", "description"):
+    if key == "description":
         return text
+    if key == "type":
+        # a list of types is written as Python writes a list: "['string', 'null']"
+        if text.startswith("[") and text.endswith("]"):
+            kinds = re.findall(r"'([^'\\]*)'", text)
+            return kinds or text
+        return text
+    if text in _PYTHON_SCALARS:
+        return _PYTHON_SCALARS[text]
     try:
         return json.loads(text)
     except ValueError:
@@ -729,18 +741,44 @@ class _Context:
     entities: list[str]
     number: float | None = None
     assigned: dict[str, str] = field(default_factory=dict)
+    root: Mapping[str, Any] = field(default_factory=dict)  # the tool's parameters: where "$ref"s point
+    tokens: list[str] = field(default_factory=list)  # the request's words and numbers, in order
 
 
-def _resolve(schema: Any) -> Mapping[str, Any]:
-    if not isinstance(schema, Mapping):
-        return {}
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            usable = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
-            if usable:
-                return {**{k: v for k, v in schema.items() if k != key}, **_resolve(usable[0])}
-    return schema
+# The request's words and numbers in order, to find the number written next to a parameter's name.
+_TOKEN = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?|[^\W\d_]+(?:['’][^\W\d_]+)?")
+# How many words from a parameter's name (or its object's: "a budget of 1500") its number may be.
+_NUMBER_WINDOW = 3
+
+
+def _is_null(schema: Any, root: Mapping[str, Any]) -> bool:
+    schema = follow_schema(root, schema)
+    return schema.get("type") == "null" or ("const" in schema and schema["const"] is None)
+
+
+def _nullable(schema: Any, root: Mapping[str, Any]) -> bool:
+    """Whether null is one of the values the schema offers besides others (``Optional[X]``)."""
+    schema = follow_schema(root, schema)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return "null" in kind
+    options = [o for key in ("anyOf", "oneOf") for o in schema.get(key) or () if isinstance(o, Mapping)]
+    return any(_is_null(option, root) for option in options)
+
+
+def _resolve(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema`` followed through its references and ``allOf`` (into ``root``'s definitions),
+    then, where ``anyOf``/``oneOf`` offer branches, the first that is not null, with the keys
+    beside them (a description, a default)."""
+    resolved = follow_schema(root, schema)
+    for _ in range(_MAX_DEPTH):
+        options = next((resolved[key] for key in ("anyOf", "oneOf") if isinstance(resolved.get(key), list)), None)
+        if not options:
+            return resolved
+        rest = {k: v for k, v in resolved.items() if k not in ("anyOf", "oneOf")}
+        usable = [o for o in options if isinstance(o, Mapping) and not _is_null(o, root)]
+        resolved = follow_schema(root, {**rest, **(usable[0] if usable else {"type": "null"})})
+    return resolved
 
 
 def _type(schema: Mapping[str, Any]) -> str:
@@ -779,9 +817,30 @@ def _mentions(context: _Context, value: Any) -> bool:
     )
 
 
-def _number(schema: Mapping[str, Any], context: _Context, integer: bool) -> float | int:
+def _number_near(names: Sequence[str], context: _Context) -> float | None:
+    """The number written closest to a word of the first of ``names`` the request names (the
+    parameter's own name, then the names of the objects holding it), within a few words."""
+    for name in names:
+        wanted = _words(name)
+        at = [i for i, token in enumerate(context.tokens) if _stem(token) in wanted]
+        best: tuple[int, float] | None = None
+        for i, token in enumerate(context.tokens):
+            if _NUMBER.fullmatch(token) is None:
+                continue
+            distance = min((abs(i - j) for j in at), default=_NUMBER_WINDOW + 1)
+            if distance <= _NUMBER_WINDOW and (best is None or distance < best[0]):
+                best = (distance, float(token))
+        if best is not None:
+            return best[1]
+    return None
+
+
+def _number(schema: Mapping[str, Any], context: _Context, integer: bool, names: Sequence[str] = ()) -> float | int:
     value: float
-    if context.number is not None:
+    near = _number_near(names, context)
+    if near is not None:
+        value = near
+    elif context.number is not None:
         value = context.number
     elif isinstance(schema.get("default"), int | float) and not isinstance(schema.get("default"), bool):
         value = schema["default"]
@@ -816,8 +875,24 @@ def _string(name: str, schema: Mapping[str, Any], context: _Context) -> str:
     return _phrase(context.request)
 
 
-def _value(name: str, schema: Any, context: _Context, depth: int = 0) -> Any:
-    schema = _resolve(schema)
+def _left_null(name: str, schema: Any, context: _Context) -> bool:
+    """A value that may be null (``Optional[X]``) and that the request says nothing of: a model
+    leaves it null."""
+    if not _nullable(schema, context.root):
+        return False
+    resolved = _resolve(schema, context.root)
+    if resolved.get("default") is not None or name in context.assigned:
+        return False
+    if _entity_like(name, resolved) and context.entities:
+        return False
+    return not _mentioned(name, resolved, context)
+
+
+def _value(name: str, schema: Any, context: _Context, depth: int = 0, path: tuple[str, ...] = ()) -> Any:
+    """A value for the parameter ``name`` (inside the objects named by ``path``) from the request."""
+    if _left_null(name, schema, context):
+        return None
+    schema = _resolve(schema, context.root)
     if "const" in schema:
         return schema["const"]
     enum = schema.get("enum")
@@ -828,14 +903,14 @@ def _value(name: str, schema: Any, context: _Context, depth: int = 0) -> Any:
         return schema["default"] if schema.get("default") in enum else enum[0]
     kind = _type(schema)
     if kind == "object":
-        return _object(schema, context, depth + 1) if depth < _MAX_DEPTH else {}
+        return _object(schema, context, depth + 1, (*path, name)) if depth < _MAX_DEPTH else {}
     if kind == "array":
-        items = _resolve(schema.get("items"))
+        items = _resolve(schema.get("items"), context.root)
         if _entity_like(name, schema) and _type(items) == "string" and "enum" not in items and context.entities:
             return list(context.entities)
-        return [_value(name, items, context, depth + 1)] if depth < _MAX_DEPTH else []
+        return [_value(name, schema.get("items"), context, depth + 1, path)] if depth < _MAX_DEPTH else []
     if kind in ("integer", "number"):
-        return _number(schema, context, kind == "integer")
+        return _number(schema, context, kind == "integer", (name, *reversed(path)))
     if kind == "boolean":
         default = schema.get("default")
         return default if isinstance(default, bool) else False
@@ -852,43 +927,64 @@ def _chosen_properties(schema: Mapping[str, Any], context: _Context) -> list[str
     if isinstance(required, list):
         wanted = {name for name in required if isinstance(name, str)}
     else:
-        wanted = {name for name, sub in properties.items() if _entity_like(name, _resolve(sub))}
-    wanted |= {name for name, sub in properties.items() if _mentioned(name, _resolve(sub), context)}
+        wanted = {name for name, sub in properties.items() if _entity_like(name, _resolve(sub, context.root))}
+    wanted |= {name for name, sub in properties.items() if _mentioned(name, _resolve(sub, context.root), context)}
     if not wanted and not isinstance(required, list):
         wanted = set(properties)
     return [name for name in properties if name in wanted]
 
 
-def _object(schema: Mapping[str, Any], context: _Context, depth: int = 0) -> dict[str, Any]:
+def _object(schema: Mapping[str, Any], context: _Context, depth: int = 0, path: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema = _resolve(schema, context.root)
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return {}
-    return {name: _value(name, properties[name], context, depth) for name in _chosen_properties(schema, context)}
+    return {name: _value(name, properties[name], context, depth, path) for name in _chosen_properties(schema, context)}
 
 
-def _entity_parameters(tool: ToolSpec, context: _Context) -> list[str]:
-    properties = tool.parameters.get("properties")
-    if not isinstance(properties, Mapping):
+def _entity_parameters(schema: Any, context: _Context, depth: int = 0) -> list[str]:
+    """The parameters that take a named thing from the request, in the schema's order, those
+    of the objects it holds (a traveller's name) included."""
+    schema = _resolve(schema, context.root)
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping) or depth > _MAX_DEPTH:
         return []
-    names = []
-    for name in _chosen_properties(tool.parameters, context):
-        schema = _resolve(properties[name])
-        if _type(schema) == "string" and "enum" not in schema and _entity_like(name, schema):
-            names.append(name)
+    names: list[str] = []
+    for name in _chosen_properties(schema, context):
+        sub = _resolve(properties[name], context.root)
+        kind = _type(sub)
+        if kind == "string" and "enum" not in sub and _entity_like(name, sub):
+            found = [name]
+        elif kind == "object":
+            found = _entity_parameters(sub, context, depth + 1)
+        elif kind == "array" and _type(_resolve(sub.get("items"), context.root)) == "object":
+            found = _entity_parameters(sub.get("items"), context, depth + 1)
+        else:
+            found = []
+        names += [slot for slot in found if slot not in names]
     return names
 
 
 def _enum_values(tool: ToolSpec) -> frozenset[str]:
-    """Choices such as "celsius": mentioned in a request, but never a place or a query."""
-    properties = tool.parameters.get("properties")
-    if not isinstance(properties, Mapping):
-        return frozenset()
-    return frozenset(
-        str(value).lower()
-        for schema in properties.values()
-        for value in (_resolve(schema).get("enum") or ())
-        if isinstance(value, str | int | float)
-    )
+    """Choices such as "celsius", anywhere in the parameters (their definitions included):
+    mentioned in a request, but never a place or a query."""
+    found: set[str] = set()
+
+    def collect(value: Any, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            return
+        if isinstance(value, Mapping):
+            enum = value.get("enum")
+            if isinstance(enum, list):
+                found.update(str(choice).lower() for choice in enum if isinstance(choice, str | int | float))
+            for item in value.values():
+                collect(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, depth + 1)
+
+    collect(tool.parameters, 0)
+    return frozenset(found)
 
 
 def plan_calls(tool: ToolSpec, request: str) -> list[dict[str, Any]]:
@@ -902,8 +998,10 @@ def plan_calls(tool: ToolSpec, request: str) -> list[dict[str, Any]]:
         lower=request.lower(),
         entities=extract_entities(request, exclude),
         number=float(number.group()) if number else None,
+        root=tool.parameters,
+        tokens=_TOKEN.findall(request),
     )
-    slots = _entity_parameters(tool, context)
+    slots = _entity_parameters(tool.parameters, context)
     if len(slots) == 1 and len(context.entities) > 1:
         calls = []
         for entity in context.entities:
