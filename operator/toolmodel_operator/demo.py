@@ -36,7 +36,8 @@ from toolcall_proxy.dialects import DIALECTS, get_dialect
 
 from .embedded import emulated_api_server, operator_thread
 from .handlers import OperatorConfig
-from .kube import CONFIGMAPS, DEPLOYMENTS, TOOLMODELS, KubeClient
+from .kube import CONFIGMAPS, DEPLOYMENTS, SECRETS, TOOLMODELS, KubeClient
+from .render import InvalidSpec, resolved
 
 __all__ = ["BUILTIN_TOOLMODEL", "demo_main", "local_environment", "local_mounts", "local_volumes", "localized"]
 
@@ -68,15 +69,30 @@ _MODELS = {
 NAMESPACE = "default"
 
 
+class DemoError(Exception):
+    """What stops the demo, in one line for the user (exit status 2)."""
+
+
+def _read_toolmodel(file: str) -> dict[str, Any]:
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as error:
+        raise DemoError(f"cannot read {file}: {error.strerror or error}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or error
+        raise DemoError(f"{file} is not YAML{where}: {problem}") from None
+    toolmodels = [d for d in documents if isinstance(d, dict) and d.get("kind") == "ToolModel"]
+    if not toolmodels:
+        raise DemoError(f"{file} holds no ToolModel (a document with kind: ToolModel)")
+    return dict(toolmodels[0])
+
+
 def _toolmodel_for(dialect: str | None, file: str | None) -> dict[str, Any]:
-    if file is not None:
-        documents = [d for d in yaml.safe_load_all(Path(file).read_text(encoding="utf-8")) if d]
-        toolmodels = [d for d in documents if d.get("kind") == "ToolModel"]
-        if not toolmodels:
-            raise SystemExit(f"toolmodel demo: {file} holds no ToolModel")
-        toolmodel = dict(toolmodels[0])
-    else:
-        toolmodel = copy.deepcopy(BUILTIN_TOOLMODEL)
+    toolmodel = _read_toolmodel(file) if file is not None else copy.deepcopy(BUILTIN_TOOLMODEL)
     if dialect is not None:
         model, served = _MODELS.get(get_dialect(dialect).name, ("demo/model", "demo-model"))
         toolmodel["metadata"] = {"name": f"{dialect.replace('_', '-')}-sim"}
@@ -84,7 +100,13 @@ def _toolmodel_for(dialect: str | None, file: str | None) -> dict[str, Any]:
         spec.update(model=model, servedModelName=served)
         spec.pop("trustRemoteCode", None)
         spec["toolCalling"] = {"dialect": dialect}
-    toolmodel["metadata"] = {**toolmodel["metadata"], "namespace": NAMESPACE, "uid": "demo-uid", "generation": 1}
+    metadata = toolmodel.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    toolmodel["metadata"] = {**metadata, "namespace": NAMESPACE, "uid": "demo-uid", "generation": 1}
+    try:
+        resolved(toolmodel)  # as the operator checks it, before anything starts
+    except InvalidSpec as error:
+        raise DemoError(f"{file or 'the ToolModel'}: invalid ToolModel: {error}") from None
     return toolmodel
 
 
@@ -95,7 +117,11 @@ def demo_main(argv: Sequence[str]) -> int:
     options = parser.parse_args(list(argv))
     # The demo prints its own steps; kopf's notices (signals off outside the main thread) are noise.
     logging.getLogger("kopf").setLevel(logging.ERROR)
-    return asyncio.run(_demo(_toolmodel_for(options.dialect, options.filename)))
+    try:
+        return asyncio.run(_demo(_toolmodel_for(options.dialect, options.filename)))
+    except DemoError as error:
+        print(f"toolmodel demo: {error}", file=sys.stderr)
+        return 2
 
 
 async def _demo(toolmodel: dict[str, Any]) -> int:
@@ -106,12 +132,34 @@ async def _demo(toolmodel: dict[str, Any]) -> int:
         with operator_thread(OperatorConfig(connection=connection, resync_seconds=2)):
             step(2, "The operator runs against it (kopf, the same handlers as in the cluster)")
             async with KubeClient(connection) as client:
+                secrets = await _stand_in_secrets(client, toolmodel)
                 step(3, f"kubectl apply: ToolModel {name}")
                 print(_indented(yaml.safe_dump(toolmodel["spec"], sort_keys=False)))
                 await client.create(TOOLMODELS, NAMESPACE, toolmodel)
                 deployment, config_maps = await _children(client, name)
-                await _run_pod(client, toolmodel, deployment, config_maps)
+                await _run_pod(client, toolmodel, deployment, config_maps, secrets)
     return 0
+
+
+async def _stand_in_secrets(client: KubeClient, toolmodel: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The Secrets the ToolModel names, made up for the demo (a cluster has its own), by name."""
+    secrets: dict[str, dict[str, str]] = {}
+    for reference in resolved(toolmodel).references:
+        if reference.kind == "Secret" and reference.key is not None:
+            secrets.setdefault(reference.name, {})[reference.key] = f"demo-{reference.name}-{reference.key}"
+        else:
+            raise DemoError(
+                f"{reference.field} names {reference.kind} {reference.name}, which the demo cannot stand in for"
+            )
+    for secret_name, data in secrets.items():
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name}, "stringData": data}
+        await client.create(SECRETS, NAMESPACE, secret)
+        literals = " ".join(f"--from-literal={key}=..." for key in data)
+        print(
+            f"    Secret {secret_name}: a stand-in made up for the demo "
+            f"(on a cluster: kubectl create secret generic {secret_name} {literals})"
+        )
+    return secrets
 
 
 async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
@@ -122,7 +170,9 @@ async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict
             break
         await asyncio.sleep(0.05)
     else:
-        raise RuntimeError("the operator created no Deployment within 10 s")
+        status = (await client.get(TOOLMODELS, NAMESPACE, name) or {}).get("status") or {}
+        why = next((c.get("message") for c in status.get("conditions") or [] if c.get("status") == "False"), None)
+        raise DemoError(f"the operator created no Deployment within 10 s: {why or 'no status yet'}")
     step(4, "The operator created:")
     config_maps: dict[str, dict[str, str]] = {}
     for volume in deployment["spec"]["template"]["spec"].get("volumes", []):
@@ -166,6 +216,7 @@ async def _run_pod(
     toolmodel: Mapping[str, Any],
     deployment: dict[str, Any],
     config_maps: Mapping[str, Mapping[str, str]],
+    secrets: Mapping[str, Mapping[str, str]],
 ) -> None:
     engine, proxy = _container(deployment, "engine"), _container(deployment, "proxy")
     engine_port, proxy_port = free_port(), free_port()
@@ -176,8 +227,8 @@ async def _run_pod(
         volumes = local_volumes(deployment["spec"]["template"]["spec"], config_maps, Path(workdir))
         engine_mounts, proxy_mounts = local_mounts(engine, volumes), local_mounts(proxy, volumes)
         engine_command = [*python, "sim", *_local_engine_arguments(engine, engine_mounts, engine_port)]
-        engine_environment = {**local_environment(engine, engine_mounts), **_OFFLINE}
-        proxy_environment = _local_proxy_environment(proxy, proxy_mounts, engine_port, proxy_port)
+        engine_environment = {**local_environment(engine, engine_mounts, secrets), **_OFFLINE}
+        proxy_environment = _local_proxy_environment(proxy, proxy_mounts, engine_port, proxy_port, secrets)
         step(5, "Running the pod here, from the Deployment's own containers:")
         if engine.get("command") != ["toolmodel", "sim"]:
             print("    (no GPU here: the simulated engine takes the engine container's vLLM arguments)")
@@ -206,14 +257,15 @@ async def _run_pod(
             served = status["servedModelName"]
             tokenizer = prompt_tokenizer(dialect, proxy_environment)
             await asyncio.to_thread(show_raw_output, 7, dialect, engine_port, served, tokenizer)
-            await asyncio.to_thread(_converse, proxy_port, served)
+            api_key = proxy_environment.get("TOOLMODEL_API_KEY", "demo")
+            await asyncio.to_thread(_converse, proxy_port, served, api_key)
     print("\nDone: kubectl apply -> operator -> vLLM-shaped pod -> proxy -> tool calls in the OpenAI SDK.")
 
 
-def _converse(proxy_port: int, served: str) -> None:
+def _converse(proxy_port: int, served: str, api_key: str) -> None:
     from openai import OpenAI
 
-    with OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="demo") as client:
+    with OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key=api_key) as client:
         conversation(client, served, first_step=8)
 
 
@@ -266,14 +318,21 @@ def localized(value: str, mounts: Mapping[str, Path]) -> str:
     return value
 
 
-def local_environment(container: Mapping[str, Any], mounts: Mapping[str, Path]) -> dict[str, str]:
-    """The container's variables that have a value (``valueFrom`` needs the cluster), paths on its
-    volumes made local."""
-    return {
-        variable["name"]: localized(str(variable["value"]), mounts)
-        for variable in container.get("env") or []
-        if "value" in variable
-    }
+def local_environment(
+    container: Mapping[str, Any], mounts: Mapping[str, Path], secrets: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, str]:
+    """The container's variables: their values, paths on its volumes made local, and those taken
+    from a Secret (``valueFrom.secretKeyRef``) from ``secrets``; other ``valueFrom`` needs the cluster."""
+    environment: dict[str, str] = {}
+    for variable in container.get("env") or []:
+        if "value" in variable:
+            environment[variable["name"]] = localized(str(variable["value"]), mounts)
+            continue
+        reference = (variable.get("valueFrom") or {}).get("secretKeyRef") or {}
+        value = (secrets or {}).get(reference.get("name", ""), {}).get(reference.get("key", ""))
+        if value is not None:
+            environment[variable["name"]] = value
+    return environment
 
 
 def _local_engine_arguments(engine: Mapping[str, Any], mounts: Mapping[str, Path], port: int) -> list[str]:
@@ -288,9 +347,13 @@ def _local_engine_arguments(engine: Mapping[str, Any], mounts: Mapping[str, Path
 
 
 def _local_proxy_environment(
-    proxy: Mapping[str, Any], mounts: Mapping[str, Path], engine_port: int, proxy_port: int
+    proxy: Mapping[str, Any],
+    mounts: Mapping[str, Path],
+    engine_port: int,
+    proxy_port: int,
+    secrets: Mapping[str, Mapping[str, str]],
 ) -> dict[str, str]:
-    environment = {**local_environment(proxy, mounts), **_OFFLINE}
+    environment = {**local_environment(proxy, mounts, secrets), **_OFFLINE}
     environment["TOOLMODEL_UPSTREAM"] = environment["TOOLMODEL_UPSTREAM"].rsplit(":", 1)[0] + f":{engine_port}"
     environment["TOOLMODEL_HOST"] = "127.0.0.1"
     environment["TOOLMODEL_PORT"] = str(proxy_port)

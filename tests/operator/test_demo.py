@@ -58,6 +58,44 @@ def test_the_demo_runs_apply_to_tool_calls_and_prints_each_step(capsys):
     assert "Final answer" in out
 
 
+def test_an_example_that_needs_a_secret_runs_with_a_stand_in_the_demo_says_it_made(capsys):
+    example = Path(__file__).parents[2] / "examples" / "qwen2.5-7b-hermes.yaml"  # an API key from a Secret
+    assert demo_main(["-f", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "Secret qwen-api-key: a stand-in made up for the demo" in out
+    assert "Final answer" in out  # the client used the key the proxy took from the stand-in
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read {file}: No such file or directory"),
+        ("kind: ToolModel\n  bad: [\n", "{file} is not YAML (line 2, column 6): mapping values are not allowed here"),
+        ("kind: Deployment\n", "{file} holds no ToolModel (a document with kind: ToolModel)"),
+        (
+            "apiVersion: toolmodel.dev/v1alpha1\nkind: ToolModel\nmetadata: {name: x}\nspec: {model: m, gpus: 2}\n",
+            "{file}: invalid ToolModel: spec.gpus: unknown field",
+        ),
+    ],
+    ids=["missing", "not-yaml", "no-toolmodel", "invalid"],
+)
+def test_a_file_the_demo_cannot_use_ends_it_with_one_line_and_status_2(tmp_path, capsys, content, message):
+    file = tmp_path / "toolmodel.yaml"
+    if content is not None:
+        file.write_text(content)
+    assert demo_main(["-f", str(file)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("toolmodel demo: " + message.format(file=file))
+    assert captured.err.count("\n") == 1
+
+
+def test_a_secret_s_value_reaches_the_container_s_environment(tmp_path):
+    container = {"env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]}
+    assert local_environment(container, {}, {"hf": {"token": "stand-in"}}) == {"HF_TOKEN": "stand-in"}
+    assert local_environment(container, {}) == {}  # without it: needs the cluster
+
+
 # -- the pod's volumes and environment, made local -------------------------------------------------
 
 
@@ -105,7 +143,7 @@ def test_the_processes_get_the_containers_own_environment_with_the_cache_here(tm
     volumes = local_volumes(pod_spec(manifests), {}, tmp_path)
     engine, proxy = container(manifests, "engine"), container(manifests, "proxy")
     engine_env = local_environment(engine, local_mounts(engine, volumes))
-    proxy_env = demo._local_proxy_environment(proxy, local_mounts(proxy, volumes), 1234, 5678)
+    proxy_env = demo._local_proxy_environment(proxy, local_mounts(proxy, volumes), 1234, 5678, {})
     cache = str(tmp_path / "model-cache" / "hf")
     assert engine_env == {"HF_HOME": cache}  # HF_TOKEN comes from a Secret: not here
     assert proxy_env == {
