@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean tools chart
+.PHONY: demo test lint typecheck unit bench clean tools chart grammar-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ tools: $(STAMP)
 # The chart, image and script checks alone (`make unit` runs them with all the other tests).
 chart: tools
 	$(BIN)/pytest -q tests/chart
+
+# Optional, not part of `test`: every dialect's constraint grammar in the llguidance releases vLLM
+# pins and in xgrammar (vLLM's default structured-output backend), as `test` runs them in the
+# current llguidance. Venvs in .cache/grammar-check/ (a CPU torch for xgrammar: a minute the
+# first time). ARGS go to the xgrammar run's pytest.
+grammar-check:
+	PYTHON=$(PYTHON) hack/grammar-check.sh $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python hack/bench/run.py $(BENCH_ARGS)

@@ -102,8 +102,11 @@ def call_constraint(
             text = writer.rule("TEXT_BEFORE_CALL", f"/[^{re.escape(first.opener)}]*/")
             writer.rule("start", f"{text} ({writer.calls(grammar, first)} {_WS})?")
         else:
+            # Text, then calls, each from its opener on, in blocks: xgrammar's dispatch pattern, which
+            # both engines hold calls to (as an alternative of free text, xgrammar let anything by)
             after_opener = writer.calls(grammar, first, opener_written=True)
-            writer.rule("start", f"{writer.up_to(first.opener)} {after_opener} {_WS} | TEXT")
+            block = writer.rule("block", f"{writer.up_to(first.opener)} {after_opener}")
+            writer.rule("start", f"{block}* TEXT")
             writer.rule("TEXT", r"/(.|\n)*/")
     return writer.finish()
 
@@ -139,9 +142,8 @@ class _Writer:
     def finish(self) -> str:
         self.rules.setdefault(_WS, "SPACE?")
         self.rules.setdefault("SPACE", r"/[ \t\r\n]+/")
-        lines = ["%llguidance {}"]
-        lines.extend(f"{name}: {body}" for name, body in self.rules.items())
-        return "\n".join(lines) + "\n"
+        # No "%llguidance {}" header: xgrammar's Lark reader refuses it, and both read it without
+        return "\n".join(f"{name}: {body}" for name, body in self.rules.items()) + "\n"
 
     def text(self, text: str) -> str:
         """A fixed text: its special tokens as token references, the rest as strings."""
