@@ -149,3 +149,18 @@ async def test_a_misbehaving_model_under_the_constraint_writes_valid_calls(diale
 async def test_without_the_constraint_the_same_faults_get_through(dialect, fault, stack):
     found = await _broken_promises(stack, dialect, fault, BROKEN_UNCONSTRAINED[fault], guided_decoding="off")
     assert [case for case, problems in found.items() if not problems] == []
+
+
+ANSWER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+async def test_a_response_format_holds_a_model_that_answers_in_prose_to_its_schema(dialect, stack):
+    response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
+    async for client, _ in stack(dialect):
+        answer = await client.chat.completions.create(
+            model="demo", messages=QUESTION, tools=[WEATHER], tool_choice="none", response_format=response_format
+        )
+    message = answer.choices[0].message
+    assert not message.tool_calls
+    jsonschema.validate(json.loads(message.content or ""), ANSWER_SCHEMA)

@@ -14,7 +14,7 @@ from constraint_corpus import BOOKED, BOOKING, CORPUS, PARIS, WEATHER
 from llguidance import LLMatcher
 
 from toolcall_proxy.dialects import DIALECTS, Dialect
-from toolcall_proxy.parsing.constraint import ConstraintTool, Unconstrainable, call_constraint
+from toolcall_proxy.parsing.constraint import ConstraintTool, Unconstrainable, answer_constraint, call_constraint
 from toolcall_proxy.parsing.grammar import KeyValueArguments
 from toolcall_proxy.sim.constrained import Vocabulary
 
@@ -169,3 +169,28 @@ def test_a_raw_text_value_that_may_be_null_takes_text_and_null(name):
     required = constraint(dialect, [trip], "required")
     assert accepts(dialect, required, dialect.write_calls([("book_trip", {"back": "2026-12-24"})]))
     assert accepts(dialect, required, dialect.write_calls([("book_trip", {"back": None})]))
+
+
+@pytest.mark.parametrize("name", CONSTRAINED)
+def test_a_response_format_makes_an_answer_without_calls_json_of_its_schema(name):
+    dialect = DIALECTS[name]
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    text_turn = "\n" if dialect.grammar.formats[0].opener == "" else ""
+    written = dialect.write_calls([(WEATHER.name, {})])
+    vocabulary_ids = vocabulary(dialect).ids
+    auto = call_constraint(
+        dialect.grammar,
+        [WEATHER],
+        mode="auto",
+        special_tokens=[t for t in dialect.special_tokens if t.startswith("<")],
+        token_ids={t: vocabulary_ids(t)[0] for t in dialect.special_tokens if not t.startswith("<")},
+        written=written,
+        answer_schema=schema,
+    )
+    assert accepts(dialect, auto, text_turn + '{"city": "Paris"}')
+    assert accepts(dialect, auto, dialect.write_calls([PARIS]))
+    assert not accepts(dialect, auto, text_turn + "It is sunny in Paris.")
+    assert not accepts(dialect, auto, text_turn + '{"town": "Paris"}')
+    alone = answer_constraint(dialect.grammar, schema)
+    assert accepts(dialect, alone, text_turn + '{"city": "Paris"}')
+    assert not accepts(dialect, alone, dialect.write_calls([PARIS]))

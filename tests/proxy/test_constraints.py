@@ -218,3 +218,36 @@ async def test_strict_applies_per_tool(stack, engine, stream):
             names, content = [c.function.name for c in message.tool_calls or []], message.content or ""
     assert names == ["search"], "the call of the tool that is not strict is kept as OpenAI keeps it"
     assert "get_current_weather" in content, "the strict tool's invalid call is not claimed as a call"
+
+
+ANSWER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER, "strict": True}}
+
+
+async def test_response_format_holds_an_answer_without_calls_to_its_schema(stack, engine):
+    engine.version = "0.12.0"
+    engine.outputs = ['{"city": "Paris"}']
+    answer = await ask(stack, tool_choice="none", response_format=RESPONSE_FORMAT)
+    grammar = engine.requests[-1][1]["structured_outputs"]["grammar"]
+    assert grammar.startswith("start: ws %json") and '"required": ["city"]' in grammar
+    assert orjson.loads(answer.choices[0].message.content) == {"city": "Paris"}
+
+
+async def test_response_format_beside_tools_is_the_answer_when_no_call_is_made(stack, engine):
+    engine.version = "0.12.0"
+    engine.outputs = ['{"city": "Paris"}']
+    await ask(stack, response_format=RESPONSE_FORMAT)
+    grammar = engine.requests[-1][1]["structured_outputs"]["grammar"]
+    assert "answer: ws %json" in grammar and '"get_current_weather"' in grammar
+
+
+async def test_response_format_goes_to_an_engine_that_takes_no_grammar_as_its_own(stack, engine):
+    engine.outputs = ['{"city": "Paris"}']
+    await ask(stack, tool_choice="none", response_format=RESPONSE_FORMAT)
+    assert engine.requests[-1][1]["response_format"] == RESPONSE_FORMAT
+
+
+async def test_a_response_format_that_is_no_schema_is_refused_by_name(stack, engine):
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": "object"}}
+    with pytest.raises(Exception, match=r"response_format\.json_schema\.schema"):
+        await ask(stack, response_format=bad)

@@ -44,7 +44,7 @@ async def test_vllms_own_sampling_fields_are_relayed(stack, engine):
     [
         ("logprobs", True),
         ("top_logprobs", 2),
-        ("response_format", {"type": "json_object"}),
+        ("response_format", {"type": "xml"}),
         ("reasoning_effort", "extreme"),
         ("chat_template_kwargs", ["enable_thinking"]),
         ("modalities", ["text", "audio"]),

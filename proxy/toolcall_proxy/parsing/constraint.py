@@ -45,7 +45,7 @@ from .grammar import (
     Step,
 )
 
-__all__ = ["ConstraintTool", "Unconstrainable", "call_constraint", "marker_candidates"]
+__all__ = ["ConstraintTool", "Unconstrainable", "answer_constraint", "call_constraint", "marker_candidates"]
 
 Mode = Kind["required", "named", "auto"]
 
@@ -69,12 +69,14 @@ def call_constraint(
     special_tokens: Sequence[str] = (),
     token_ids: Mapping[str, int] | None = None,
     written: str = "",
+    answer_schema: Mapping[str, Any] | None = None,
 ) -> str:
     """The Lark grammar of the outputs that ``grammar``'s parser reads as calls of ``tools`` (for
     ``named``, give the one tool). ``special_tokens`` are the texts the model writes as single
     tokens, named by their text (``<...>``) or, in ``token_ids``, by their id; ``written`` is a
     call as the family writes it, which picks the format calls take (the one whose opener begins
-    it; the grammar's first when none does)."""
+    it; the grammar's first when none does). ``answer_schema`` (a ``response_format``) holds an
+    answer without calls to a JSON schema under ``auto``; with no tools, see ``answer_constraint``."""
     if not tools:
         raise ValueError("a constraint needs at least one tool")
     ids = dict(token_ids or {})
@@ -89,6 +91,10 @@ def call_constraint(
     calls = writer.calls(grammar, first)
     if mode in ("required", "named"):
         writer.rule("start", calls if bare else f"{_WS} {calls}")
+    elif answer_schema is not None:
+        # calls, or an answer that is JSON of the schema (a text turn's empty first line before it)
+        answer = writer.rule("answer", _answer(answer_schema, bare))
+        writer.rule("start", f"{calls if bare else f'{_WS} {calls}'} | {answer}")
     elif first.opener == "":
         # No opener: the first line either names a tool (a call turn) or is empty (a text turn).
         writer.rule("start", f"{calls} | TEXT_TURN")
@@ -109,6 +115,18 @@ def call_constraint(
             writer.rule("start", f"{block}* TEXT")
             writer.rule("TEXT", r"/(.|\n)*/")
     return writer.finish()
+
+
+def answer_constraint(grammar: CallGrammar, schema: Mapping[str, Any]) -> str:
+    """The Lark grammar of an answer that is JSON of ``schema`` and no call (``response_format``
+    without tools), as the family writes a text answer (ChatGLM3's starts with an empty line)."""
+    bare = bool(grammar.formats) and grammar.formats[0].opener == ""
+    return f"start: {_answer(schema, bare)}\n{_WS}: SPACE?\nSPACE: /[ \\t\\r\\n]+/\n"
+
+
+def _answer(schema: Mapping[str, Any], bare: bool) -> str:
+    text_turn = r"/[ \t]*\n/ " if bare else ""
+    return f"{text_turn}{_WS} {_json(schema)} {_WS}"
 
 
 # -- writing Lark ----------------------------------------------------------------------------

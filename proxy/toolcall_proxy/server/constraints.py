@@ -23,7 +23,7 @@ import orjson
 
 from ..caching import BoundedCache
 from ..dialects import Dialect
-from ..parsing.constraint import ConstraintTool, Unconstrainable, call_constraint
+from ..parsing.constraint import ConstraintTool, Unconstrainable, answer_constraint, call_constraint
 from .validation import ChatToolRequest
 
 __all__ = [
@@ -115,16 +115,19 @@ class GrammarBook:
     def grammar(self, request: ChatToolRequest) -> str | None:
         """The grammar the answer must follow (refused or not: see ``is_refused``), or None when
         nothing is to be enforced or the family's grammar cannot be written."""
-        choice = request.choice.mode
+        choice, schema = request.choice.mode, request.answer_schema
+        tools = request.offered
         if choice in ("required", "named"):
             mode = choice
-        elif choice == "auto" and any(tool.strict for tool in request.tools):
+        elif schema is not None and not tools:
+            mode = "answer"
+        elif choice == "auto" and (schema is not None or any(tool.strict for tool in request.tools)):
             mode = "auto"
         else:
             return None
-        tools = request.offered
-        key = (mode, request.parallel, tuple((tool.name, tool.strict, tool.schema_json) for tool in tools))
-        cost = sum(len(tool.schema_json) for tool in tools) * _BYTES_PER_SCHEMA_BYTE
+        answer = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None and mode != "named" else b""
+        key = (mode, request.parallel, answer, tuple((tool.name, tool.strict, tool.schema_json) for tool in tools))
+        cost = (len(answer) + sum(len(tool.schema_json) for tool in tools)) * _BYTES_PER_SCHEMA_BYTE
         return self._grammars.get(key, lambda: self._make(request, mode), cost)
 
     def is_refused(self, constraint: str) -> bool:
@@ -138,6 +141,9 @@ class GrammarBook:
 
     def _make(self, request: ChatToolRequest, mode: str) -> str | None:
         dialect = self.dialect
+        if mode == "answer":
+            assert request.answer_schema is not None
+            return answer_constraint(dialect.grammar, request.answer_schema)
         tools = [
             ConstraintTool(tool.name, tool.parameters if mode != "auto" or tool.strict else _ANY_OBJECT)
             for tool in request.offered
@@ -151,6 +157,7 @@ class GrammarBook:
                 special_tokens=self._special,
                 token_ids=self._token_ids,
                 written=dialect.write_calls([(tools[0].name, {})]),
+                answer_schema=request.answer_schema if mode == "auto" else None,
             )
         except Unconstrainable as reason:
             if not self._said_unconstrainable:

@@ -219,6 +219,8 @@ class ToolPath:
             path = "/v1/completions"
         if constraint is not None:
             payload.update(constraint.fields)
+        elif "response_format" in body and self.dialect.transport == "completions":
+            payload["response_format"] = body["response_format"]  # the engine's own, where no grammar went
         if stop:
             payload["stop"] = stop
         # Markers such as ChatGLM3's <|assistant|> or Mistral's [TOOL_CALLS] are special tokens;
@@ -239,7 +241,8 @@ class ToolPath:
         whose markers a grammar cannot name, or a grammar the engine refused) a named call's
         arguments by their schema after the prefill."""
         mode = request.choice.mode
-        if not (mode in ("required", "named") or (mode == "auto" and any(tool.strict for tool in request.tools))):
+        strict = mode == "auto" and any(tool.strict for tool in request.tools)
+        if not (mode in ("required", "named") or strict or request.answer_schema is not None):
             return None
         fields = self.engine_fields
         if fields == OFF:

@@ -65,6 +65,8 @@ class ChatToolRequest:
     # what the chat template is rendered with beside the messages: chat_template_kwargs, and
     # reasoning_effort as vLLM passes it
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # response_format's JSON schema: an answer that makes no call is JSON of it
+    answer_schema: Mapping[str, Any] | None = None
 
     @property
     def offered(self) -> list[Tool]:
@@ -159,6 +161,28 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
         stream=stream,
         include_usage=bool(options.get("include_usage")),
         template_kwargs=template_kwargs,
+        answer_schema=_answer_schema(body.get("response_format")),
+    )
+
+
+def _answer_schema(value: Any) -> Mapping[str, Any] | None:
+    """The JSON schema a ``response_format`` holds an answer to, or None for free text."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise bad_request("response_format.json_schema.schema", "must be a JSON Schema object")
+        check_tool_schema(schema, "response_format.json_schema.schema")
+        return schema
+    raise bad_request(
+        "response_format", 'choose {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", ...}'
     )
 
 
@@ -166,7 +190,6 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
 _UNSUPPORTED = {
     "logprobs": "log probabilities are not returned for requests with tools yet; leave logprobs out",
     "top_logprobs": "log probabilities are not returned for requests with tools yet; leave top_logprobs out",
-    "response_format": "a response format cannot be combined with tools yet; leave response_format out",
     "audio": "audio output is not supported",
     "modalities": "only text output is supported; leave modalities out",
     "prediction": "predicted outputs are not supported; leave prediction out",
