@@ -41,11 +41,6 @@ def _proxy_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=int, help=f"client connections open at once, default 4096 {env('max_connections')}"
     )
     parser.add_argument(
-        "--default-max-tokens",
-        type=int,
-        help=f"max_tokens when a tool request gives none, default 1024 {env('default_max_tokens')}",
-    )
-    parser.add_argument(
         "--upstream-timeout",
         type=float,
         help=f"seconds to wait for engine output, default 600 {env('upstream_timeout')}",

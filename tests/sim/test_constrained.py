@@ -154,3 +154,14 @@ def test_the_command_line_takes_the_version_the_backend_and_the_faults() -> None
     assert config.misbehave == ("prose", "wrong-name")
     with pytest.raises(SystemExit):
         parse_args(["m", "--vllm-version", "latest"])
+
+
+async def test_max_tokens_null_is_what_remains_of_the_context_and_absent_is_sixteen(sim: Sim) -> None:
+    answers = []
+    async with sim(*HERMES, "--max-model-len", "4096") as url, aiohttp.ClientSession() as session:
+        for request in ({"prompt": "Tell me about Rome"}, {"prompt": "Tell me about Rome", "max_tokens": None}):
+            async with session.post(f"{url}/v1/completions", json=request) as response:
+                answers.append(await response.json())
+    left_out, null = answers
+    assert (left_out["choices"][0]["finish_reason"], left_out["usage"]["completion_tokens"]) == ("length", 16)
+    assert null["choices"][0]["finish_reason"] == "stop" and null["usage"]["completion_tokens"] > 16

@@ -17,7 +17,6 @@ ENVIRONMENT = {
     "api_key": "TOOLMODEL_API_KEY",
     "upstream_api_key": "TOOLMODEL_UPSTREAM_API_KEY",
     "max_body_bytes": "TOOLMODEL_MAX_BODY_BYTES",
-    "default_max_tokens": "TOOLMODEL_DEFAULT_MAX_TOKENS",
     "upstream_timeout": "TOOLMODEL_UPSTREAM_TIMEOUT",
     "mode": "TOOLMODEL_MODE",
     "guided_decoding": "TOOLMODEL_GUIDED_DECODING",
@@ -55,7 +54,6 @@ class ProxySettings:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     max_connections: int = 4096
-    default_max_tokens: int = 1024
     upstream_timeout: float = 600.0
     # "proxy": render and parse tool calls here; "native": vLLM parses them, requests are relayed
     mode: str = "proxy"
@@ -92,8 +90,6 @@ class ProxySettings:
             raise SettingsError(f"--max-connections {self.max_connections}: allow at least 1")
         if self.tokenizer_wait < 0:
             raise SettingsError(f"--tokenizer-wait {self.tokenizer_wait}: give the seconds to wait, 0 or more")
-        if self.default_max_tokens < 1:
-            raise SettingsError(f"--default-max-tokens {self.default_max_tokens}: must be at least 1")
 
     @property
     def upstream_base(self) -> str:

@@ -207,9 +207,9 @@ class ToolPath:
             payload = {
                 "model": body.get("model"),
                 "prompt": prompt if prompt_ids is None else prompt_ids,
-                "max_tokens": body.get("max_completion_tokens")
-                or body.get("max_tokens")
-                or self.settings.default_max_tokens,
+                # none given: null, which vLLM takes as what remains of the context (as its chat
+                # endpoint does; left out, /v1/completions would stop at 16)
+                "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens"),
                 "stream": request.stream,
             }
             payload.update({key: body[key] for key in _SAMPLING_FIELDS if key in body})

@@ -606,6 +606,12 @@ def _sampling(
     )
 
 
+def _completions_default(body: Mapping[str, Any]) -> int | None:
+    """/v1/completions stops at 16 tokens when max_tokens is left out; an explicit null is what
+    remains of the context, as vLLM reads it."""
+    return None if "max_tokens" in body and body["max_tokens"] is None else COMPLETIONS_DEFAULT_MAX_TOKENS
+
+
 def _token_ids(body: Mapping[str, Any], key: str) -> tuple[int, ...]:
     value = body.get(key)
     if value is None:
@@ -1077,7 +1083,7 @@ class SimApp:
         jobs: list[_Job] = []
         for text in prompts:
             prompt_tokens = engine.count_tokens(text)
-            sampling = _sampling(body, prompt_tokens, self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
+            sampling = _sampling(body, prompt_tokens, self.config.max_model_len, _completions_default(body))
             generation = engine.generate(
                 text, dialect=self.config.dialect, model=model, misbehave=self.config.misbehave
             )
@@ -1099,7 +1105,7 @@ class SimApp:
         constraint = self._constraint(body)
         jobs: list[_Job] = []
         for ids in _prompt_ids(body.get("prompt"), vllm, add_special_tokens):
-            sampling = _sampling(body, len(ids), self.config.max_model_len, COMPLETIONS_DEFAULT_MAX_TOKENS)
+            sampling = _sampling(body, len(ids), self.config.max_model_len, _completions_default(body))
             answer = self.token_model.answer(ids, model=model, misbehave=self.config.misbehave)
             self._log_confusion(answer.problems)
             output = answer.ids
