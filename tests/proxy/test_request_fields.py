@@ -48,9 +48,16 @@ async def test_vllms_own_sampling_fields_are_relayed(stack, engine):
         ("reasoning_effort", "extreme"),
         ("chat_template_kwargs", ["enable_thinking"]),
         ("modalities", ["text", "audio"]),
+        ("n", 2),
     ],
 )
 async def test_what_the_tool_path_does_not_honour_is_refused_by_name(stack, engine, field, value):
     status, answer = await post(stack.url, {"messages": MESSAGES, "tools": [TOOL], field: value})
     assert status == 400 and answer["error"]["param"] == field
     assert engine.requests == []
+
+
+async def test_usage_in_every_chunk_is_refused_by_name(stack, engine):
+    body = {"messages": MESSAGES, "tools": [TOOL], "stream": True, "stream_options": {"continuous_usage_stats": True}}
+    status, answer = await post(stack.url, body)
+    assert status == 400 and answer["error"]["param"] == "stream_options.continuous_usage_stats"

@@ -139,6 +139,10 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
     options = options or {}
     if not isinstance(options, Mapping):
         raise bad_request("stream_options", 'must be an object such as {"include_usage": true}')
+    if options.get("continuous_usage_stats"):
+        raise bad_request(
+            "stream_options.continuous_usage_stats", "usage in every chunk is not given with tools; use include_usage"
+        )
     n = body.get("n", 1)
     if n not in (1, None):
         raise bad_request("n", "tool calling supports one choice per request; set n to 1")
