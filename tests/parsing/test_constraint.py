@@ -119,12 +119,19 @@ def test_auto_leaves_text_free_and_holds_calls_to_their_schema(name):
     dialect = DIALECTS[name]
     auto = constraint(dialect, [WEATHER, BOOKING], "auto")
     opener_free = dialect.grammar.formats[0].opener == ""
+    # a family whose calls begin with a character of text (Llama's "{", pythonic's "["): held
+    # where calls begin, at the start; later, text may quote such a character (JSON results)
+    bare_opener = dialect.grammar.formats[0].opener_starts_body or any(
+        fmt.opener_starts_body for fmt in dialect.grammar.formats if dialect.write_calls([PARIS]).startswith(fmt.opener)
+    )
+    lead = "" if opener_free or bare_opener else "Let me check. "
     text = "\nIt is sunny, no call needed." if opener_free else "It is sunny, no call needed."
     assert accepts(dialect, auto, text)
-    call = dialect.write_calls([PARIS])
-    assert accepts(dialect, auto, call if opener_free else "Let me check. " + call)
+    assert accepts(dialect, auto, lead + dialect.write_calls([PARIS]))
     bad = dialect.write_calls([("book_room", {"guest": "Ada", "nights": "two"})])
-    assert not accepts(dialect, auto, bad if opener_free else "Let me check. " + bad)
+    assert not accepts(dialect, auto, lead + bad)
+    if bare_opener:
+        assert accepts(dialect, auto, 'Paris: {"temperature": 11} and [1, 2].')
 
 
 # -- every grammar compiles for real-world schemas ------------------------------------------

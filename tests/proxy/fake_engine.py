@@ -65,25 +65,34 @@ class FakeEngine:
             return web.json_response(self.completions_body)
         if self.output_ids and body.get("return_token_ids"):
             return await self._token_ids(request, body, self.output_ids.pop(0))
-        text = self.next_output()
+        texts = [self.next_output() for _ in range(body.get("n") or 1)]  # one output per choice
         if self.delay and not body.get("stream"):
             await asyncio.sleep(self.delay)
-        usage = {"prompt_tokens": 10, "completion_tokens": len(text) // 3, "total_tokens": 10 + len(text) // 3}
+        generated = sum(len(text) // 3 for text in texts)
+        usage = {"prompt_tokens": 10, "completion_tokens": generated, "total_tokens": 10 + generated}
+        model = body.get("model") or SERVED_MODEL
         if not body.get("stream"):
-            choice = {"index": 0, "text": text, "finish_reason": self.finish_reason}
-            answer = {"id": "cmpl-1", "model": body.get("model") or SERVED_MODEL, "choices": [choice], "usage": usage}
-            return web.json_response(answer)
+            choices = [{"index": i, "text": text, "finish_reason": self.finish_reason} for i, text in enumerate(texts)]
+            return web.json_response({"id": "cmpl-1", "model": model, "choices": choices, "usage": usage})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
-            pieces = self.chunk(text)
-            for index, piece in enumerate(pieces):
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                last = index == len(pieces) - 1
-                choice = {"index": 0, "text": piece, "finish_reason": self.finish_reason if last else None}
-                frame = {"id": "cmpl-1", "model": body.get("model") or SERVED_MODEL, "choices": [choice]}
-                await response.write(b"data: " + orjson.dumps(frame) + b"\n\n")
+            # the choices' pieces interleaved, as an engine generates them side by side
+            streams = [self.chunk(text) for text in texts]
+            for step in range(max(len(pieces) for pieces in streams)):
+                for number, pieces in enumerate(streams):
+                    if step >= len(pieces):
+                        continue
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
+                    last = step == len(pieces) - 1
+                    choice = {
+                        "index": number,
+                        "text": pieces[step],
+                        "finish_reason": self.finish_reason if last else None,
+                    }
+                    frame = {"id": "cmpl-1", "model": model, "choices": [choice]}
+                    await response.write(b"data: " + orjson.dumps(frame) + b"\n\n")
             if (body.get("stream_options") or {}).get("include_usage"):
                 await response.write(
                     b"data: " + orjson.dumps({"id": "cmpl-1", "choices": [], "usage": usage}) + b"\n\n"

@@ -178,7 +178,7 @@ BAD_REQUESTS = [
         "messages[0].tool_calls[0].function.name",
         id="history-call-without-name",
     ),
-    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "n": 2}, "n", id="several-choices"),
+    pytest.param({"model": "m", "messages": MESSAGES, "tools": [TOOL], "n": 99}, "n", id="too-many-choices"),
     pytest.param(
         {"model": "m", "messages": MESSAGES, "tools": [TOOL], "parallel_tool_calls": "yes"},
         "parallel_tool_calls",

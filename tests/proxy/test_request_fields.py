@@ -48,7 +48,7 @@ async def test_vllms_own_sampling_fields_are_relayed(stack, engine):
         ("reasoning_effort", "extreme"),
         ("chat_template_kwargs", ["enable_thinking"]),
         ("modalities", ["text", "audio"]),
-        ("n", 2),
+        ("n", 0.5),
     ],
 )
 async def test_what_the_tool_path_does_not_honour_is_refused_by_name(stack, engine, field, value):

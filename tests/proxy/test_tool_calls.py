@@ -381,3 +381,36 @@ async def test_usage_counts_every_engine_call_a_retry_included(stack, client):
     assert answer.choices[0].message.tool_calls
     first, second = (10 + len("Not a call.") // 3), (10 + len('{"location": "Paris"}}</tool_call>') // 3)
     assert answer.usage.prompt_tokens == 20 and answer.usage.total_tokens == first + second
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_several_choices_are_each_parsed_and_streamed_with_their_index(stack, client, stream):
+    paris = '<tool_call>\n{"name": "get_current_weather", "arguments": {"location": "Paris"}}\n</tool_call>'
+    stack.engine.outputs = [paris, "It is sunny.", paris.replace("Paris", "Tokyo")]
+    request = {"model": "m", "messages": QUESTION, "tools": [WEATHER], "n": 3}
+    if not stream:
+        answer = await client(stack).chat.completions.create(**request)
+        choices = {
+            c.index: (c.message.content, [t.function.arguments for t in c.message.tool_calls or []], c.finish_reason)
+            for c in answer.choices
+        }
+    else:
+        content: dict[int, str] = {}
+        calls: dict[int, list[str]] = {}
+        finish: dict[int, str] = {}
+        async for chunk in await client(stack).chat.completions.create(**request, stream=True):
+            for c in chunk.choices:
+                content[c.index] = content.get(c.index, "") + (c.delta.content or "")
+                for t in c.delta.tool_calls or []:
+                    if t.function.name:
+                        calls.setdefault(c.index, []).append("")
+                    calls[c.index][-1] += t.function.arguments or ""
+                if c.finish_reason:
+                    finish[c.index] = c.finish_reason
+        choices = {i: (content.get(i) or None, calls.get(i, []), finish[i]) for i in finish}
+    assert stack.engine.requests[-1][1]["n"] == 3
+    assert choices == {
+        0: (None, ['{"location": "Paris"}'], "tool_calls"),
+        1: ("It is sunny.", [], "stop"),
+        2: (None, ['{"location": "Tokyo"}'], "tool_calls"),
+    }

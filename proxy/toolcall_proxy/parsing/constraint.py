@@ -76,7 +76,10 @@ def call_constraint(
     tokens, named by their text (``<...>``) or, in ``token_ids``, by their id; ``written`` is a
     call as the family writes it, which picks the format calls take (the one whose opener begins
     it; the grammar's first when none does). ``answer_schema`` (a ``response_format``) holds an
-    answer without calls to a JSON schema under ``auto``; with no tools, see ``answer_constraint``."""
+    answer without calls to a JSON schema under ``auto``; with no tools, see ``answer_constraint``.
+    What the grammar holds ends with the engine's end of sequence, which an engine allows where the
+    grammar may end (a family's other turn-ending tokens, ChatGLM3's <|user|>, are not in it: as
+    names, xgrammar's request check would refuse them)."""
     if not tools:
         raise ValueError("a constraint needs at least one tool")
     ids = dict(token_ids or {})
@@ -85,8 +88,10 @@ def call_constraint(
     # Without an opener the first line is what tells a call turn (a name) from a text turn (an
     # empty line), so nothing may come before the name.
     bare = first.opener == ""
+    special = frozenset(special_tokens)
+    framing = tuple(t for t in grammar.hidden_tokens if any(s in t and s != t for s in special))
     writer = _Writer(
-        tools, frozenset(special_tokens), parallel=parallel and mode != "named", bare_names=bare, token_ids=ids
+        tools, special, parallel=parallel and mode != "named", bare_names=bare, token_ids=ids, framing=framing
     )
     calls = writer.calls(grammar, first)
     if mode in ("required", "named"):
@@ -101,19 +106,23 @@ def call_constraint(
         writer.rule("TEXT_TURN", r"/[ \t]*\n(.|\n)*/")
     else:
         # Free text up to the first opener, then calls.
-        if first.opener_starts_body:  # the opener is the call's first character: the text ends before it
+        if first.opener_starts_body:  # the opener is the call's first character (Llama's "{")
             if len(first.opener) != 1:
                 raise Unconstrainable(f"free text cannot be told from a call that begins with {first.opener!r}")
-            # (so the text holds no such character: where it comes, the parser reads a call too)
-            text = writer.rule("TEXT_BEFORE_CALL", f"/[^{re.escape(first.opener)}]*/")
-            writer.rule("start", f"{text} ({writer.calls(grammar, first)} {_WS})?")
+            # calls first, or text that does not begin as a call does
+            text = writer.rule("TEXT_NOT_A_CALL", f"/([^{re.escape(first.opener)} \\t\\r\\n](.|\\n)*)?/")
+            writer.rule("start", f"{_WS} {writer.calls(grammar, first)} {_WS} | {_WS} {text}")
         else:
             # Text, then calls, each from its opener on, in blocks: xgrammar's dispatch pattern, which
             # both engines hold calls to (as an alternative of free text, xgrammar let anything by)
             after_opener = writer.calls(grammar, first, opener_written=True)
             block = writer.rule("block", f"{writer.up_to(first.opener)} {after_opener}")
-            writer.rule("start", f"{block}* TEXT")
-            writer.rule("TEXT", r"/(.|\n)*/")
+            head = next(iter(_split_special(first.opener, writer.special)), "")
+            if any(head in text for text in framing):  # text framed by the calls' own opening token
+                writer.rule("start", f"{block}* {writer.rule('text', writer.free_text(head))}")
+            else:
+                writer.rule("start", f"{block}* TEXT")
+                writer.rule("TEXT", r"/(.|\n)*/")
     return writer.finish()
 
 
@@ -121,7 +130,9 @@ def answer_constraint(grammar: CallGrammar, schema: Mapping[str, Any]) -> str:
     """The Lark grammar of an answer that is JSON of ``schema`` and no call (``response_format``
     without tools), as the family writes a text answer (ChatGLM3's starts with an empty line)."""
     bare = bool(grammar.formats) and grammar.formats[0].opener == ""
-    return f"start: {_answer(schema, bare)}\n{_WS}: SPACE?\nSPACE: /[ \\t\\r\\n]+/\n"
+    writer = _Writer((), frozenset(), parallel=False)
+    writer.rule("start", _answer(schema, bare))
+    return writer.finish()
 
 
 def _answer(schema: Mapping[str, Any], bare: bool) -> str:
@@ -143,6 +154,9 @@ class _Writer:
     special: frozenset[str]
     parallel: bool
     bare_names: bool = False  # a name starts its line: no whitespace before it
+    # texts the family writes outside calls that hold control tokens (gpt-oss's
+    # "<|channel|>final<|message|>"): free text may hold them, as the parser does
+    framing: tuple[str, ...] = ()
     token_ids: Mapping[str, int] = field(default_factory=dict)  # control tokens named by id
     rules: dict[str, str] = field(default_factory=dict)
     _calls: dict[tuple[int, bool], str] = field(default_factory=dict)
@@ -188,15 +202,21 @@ class _Writer:
         if head in self.special:
             # Text cannot hold a control token: it ends where the token comes. Other control tokens
             # may come before it (gpt-oss's header: `` <|constrain|>json<|message|>``).
-            others = sorted(token for token in self.special - {head} if _nameable(token) or token in self.token_ids)
-            pieces = " | ".join(["SOME_TEXT", *(self.text(token) for token in others)])
-            self.rules.setdefault("SOME_TEXT", r"/(.|\n)+/")
-            return f"({pieces})* {self.text(head)} {tail}".rstrip()
+            return f"{self.free_text(head)} {self.text(head)} {tail}".rstrip()
         span = "*" if limit is None else f"{{0,{limit}}}"
         name = self.fresh("up_to")
         # A lazy lexeme ends at the first ``head``, as a structural tag's trigger does.
         lazy = self.rule(f"{name}[lazy]", "/(.|\\n)" + span + "/ " + self.text(head))
         return f"{lazy} {tail}".rstrip()
+
+    def free_text(self, head: str) -> str:
+        """Text and control tokens, but ``head`` only where the family's framing has it (gpt-oss's
+        final channel begins with the token its calls begin with)."""
+        others = sorted(token for token in self.special - {head} if _nameable(token) or token in self.token_ids)
+        framing = sorted(text for text in self.framing if head in text and text != head)
+        pieces = " | ".join(["SOME_TEXT", *(self.text(token) for token in [*others, *framing])])
+        self.rules.setdefault("SOME_TEXT", r"/(.|\n)+/")
+        return f"({pieces})*"
 
     # -- calls ------------------------------------------------------------------------
     def calls(self, grammar: CallGrammar, first: CallFormat, *, opener_written: bool = False) -> str:

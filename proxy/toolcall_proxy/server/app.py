@@ -23,6 +23,7 @@ from prometheus_client.metrics import Counter, Histogram
 
 from ..dialects import get_dialect
 from ..parsing.constraint import marker_candidates
+from ..parsing.parser import CallParser
 from ..rendering import compile_template
 from . import contract
 from .constraints import OFF, GrammarBook, engine_fields, tokens_of, version_of
@@ -328,15 +329,17 @@ class ProxyApp:
         tool_path = self.tool_path
         call, answer = await self._ask_model(request)
         usage = add_usage(None, answer.get("usage"))
-        text, finish_reason = _choice_text(answer, call.reader())
-        parsed = tool_path.parse_text(request, call, text)
-        if not parsed.calls and request.choice.mode in ("required", "named"):
+        answers = [tool_path.parse_text(request, call, text) for text in _choice_texts(answer, call, request.n)]
+        finishes = _finish_reasons(answer, request.n)
+        missed = [i for i, parsed in enumerate(answers) if not parsed.calls]
+        if missed and request.choice.mode in ("required", "named"):
             log.info("tool_choice %s but no valid call: asking once more", request.choice.mode)
-            call, answer = await self._ask_model(request, retry=True)
-            usage = add_usage(usage, answer.get("usage"))
-            text, finish_reason = _choice_text(answer, call.reader())
-            parsed = tool_path.parse_text(request, call, text)
-        response = tool_path.completion_response(request, answer, parsed, finish_reason, usage)
+            call, again = await self._ask_model(request, retry=True)
+            usage = add_usage(usage, again.get("usage"))
+            texts, reasons = _choice_texts(again, call, request.n), _finish_reasons(again, request.n)
+            for i in missed:  # each choice that missed its call takes the new sample's
+                answers[i], finishes[i] = tool_path.parse_text(request, call, texts[i]), reasons[i]
+        response = tool_path.completion_response(request, answer, list(zip(answers, finishes, strict=True)), usage)
         exchange.respond(200, orjson.dumps(response), _JSON)
 
     async def _ask_model(self, request: ChatToolRequest, *, retry: bool = False) -> tuple[UpstreamCall, dict[str, Any]]:
@@ -446,25 +449,35 @@ class _ChatRelay(_Relay):
         self._exchange.respond(self._status, data, [*self._headers, *_JSON])
 
 
+class _StreamChoice:
+    """One choice of a streamed answer: its parser, its reader of the engine's output, the frames
+    it makes, how it ended."""
+
+    __slots__ = ("converter", "finish_reason", "parser", "reader")
+
+    def __init__(self, converter: StreamConverter, parser: CallParser, reader: OutputReader) -> None:
+        self.converter = converter
+        self.parser = parser
+        self.reader = reader
+        self.finish_reason: str | None = None
+
+
 class _ToolStream:
     """A streamed answer with tools: upstream completion chunks in, OpenAI chat chunks out.
 
     Every upstream frame is a token or two, so this is the proxy's hottest Python: the texts of
-    the frames that arrive together are fed to the parser at once, and everything they make
-    leaves in one write.
+    the frames that arrive together are fed to each choice's parser at once, and everything they
+    make leaves in one write.
     """
 
     __slots__ = (
         "_app",
         "_call",
-        "_converter",
+        "_choices",
         "_exchange",
-        "_finish_reason",
         "_finished",
         "_kept",
-        "_parser",
         "_pending",
-        "_reader",
         "_refused",
         "_refused_constraint",
         "_request",
@@ -484,14 +497,11 @@ class _ToolStream:
         self._request = request
         self._call = call
         self._refused_constraint = refused
-        self._converter: StreamConverter | None = None  # made once the model's name is known
-        self._parser = app.tool_path.parser(request, call)
-        self._reader = call.reader()
+        self._choices: list[_StreamChoice] = []  # made once the model's name is known
         self._refused = 0  # the upstream's error status; its body is kept for the message
         self._kept: list[bytes] = []
         self._pending = b""
         self._finished = False  # [DONE] seen
-        self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
 
     def head(self, status: int, headers: Headers) -> None:
@@ -507,14 +517,18 @@ class _ToolStream:
             self._start(model, out)
             self._exchange.write(b"".join(out))
 
-    def _start(self, model: str, out: list[bytes]) -> StreamConverter:
-        """The stream's first frame, once the model's name is known: the request's, else the
+    def _start(self, model: str, out: list[bytes]) -> None:
+        """Each choice's first frame, once the model's name is known: the request's, else the
         name the engine's first chunk carries."""
-        converter = self._converter = StreamConverter(self._app.tool_path, self._request, model)
-        out.append(converter.start())
-        if self._call.prefill:
-            converter.events(self._parser.feed(self._call.prefill), out)
-        return converter
+        tool_path, request, call = self._app.tool_path, self._request, self._call
+        for index in range(request.n):
+            choice = _StreamChoice(
+                StreamConverter(tool_path, request, model, index), tool_path.parser(request, call), call.reader()
+            )
+            self._choices.append(choice)
+            out.append(choice.converter.start())
+            if call.prefill:
+                choice.converter.events(choice.parser.feed(call.prefill), out)
 
     def body(self, data: bytes) -> None:
         if self._refused:
@@ -541,16 +555,19 @@ class _ToolStream:
             return
         out: list[bytes] = []
         self._convert([self._pending], out)
-        converter = self._converter or self._start("", out)  # the engine sent no chunk at all
-        converter.events(self._parser.finish(), out)
-        converter.finish(self._finish_reason, self._usage, out)
+        if not self._choices:  # the engine sent no chunk at all
+            self._start("", out)
+        for choice in self._choices:
+            choice.converter.events(choice.parser.finish(), out)
+            choice.converter.finish(choice.finish_reason, out)
+        self._choices[0].converter.close(self._usage, out)
         self._exchange.end(b"".join(out))
 
     def fail(self, error: ProxyError) -> None:
         _fail(self._exchange, error)
 
     def _convert(self, lines: list[bytes], out: list[bytes]) -> None:
-        texts = []
+        texts: dict[int, list[str]] = {}
         for line in lines:
             if self._finished or not line.startswith(b"data:"):
                 continue
@@ -570,20 +587,27 @@ class _ToolStream:
                 )
             if "error" in frame or frame.get("object") == "error":
                 raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
-            if self._converter is None:
+            if not self._choices:
                 self._start(str(frame.get("model") or ""), out)
             usage = frame.get("usage")
             if usage:
                 self._usage = usage
-            for choice in frame.get("choices") or ():
-                text = self._reader.text(choice)
+            for upstream in frame.get("choices") or ():
+                index = upstream.get("index") or 0
+                if not isinstance(index, int) or not 0 <= index < len(self._choices):
+                    raise ProxyError(
+                        502, f"the model server sent a choice {index!r} not asked for", type="upstream_error"
+                    )
+                choice = self._choices[index]
+                text = choice.reader.text(upstream)
                 if text:
-                    texts.append(text)
-                reason = choice.get("finish_reason")
+                    texts.setdefault(index, []).append(text)
+                reason = upstream.get("finish_reason")
                 if reason:
-                    self._finish_reason = reason
-        if texts and self._converter is not None:
-            self._converter.events(self._parser.feed("".join(texts)), out)
+                    choice.finish_reason = reason
+        for index, pieces in texts.items():
+            choice = self._choices[index]
+            choice.converter.events(choice.parser.feed("".join(pieces)), out)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -621,12 +645,25 @@ def _has_developer(body: dict[str, Any]) -> bool:
     return isinstance(messages, list) and any(_is_developer(message) for message in messages)
 
 
-def _choice_text(answer: dict[str, Any], reader: OutputReader) -> tuple[str, str | None]:
+def _choices(answer: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The engine's ``n`` choices, in index order."""
     choices = answer.get("choices") or []
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
         raise ProxyError(502, "the model server's answer has no choices", type="upstream_error")
-    choice = choices[0]
-    return reader.text(choice), choice.get("finish_reason")
+    if len(choices) < n:
+        raise ProxyError(
+            502, f"the model server's answer has {len(choices)} of the {n} choices asked for", type="upstream_error"
+        )
+    return sorted(choices, key=lambda choice: choice.get("index") or 0)[:n]
+
+
+def _choice_texts(answer: dict[str, Any], call: UpstreamCall, n: int) -> list[str]:
+    """Each choice's output text, each read on its own (a token-id reader keeps its place)."""
+    return [call.reader().text(choice) for choice in _choices(answer, n)]
+
+
+def _finish_reasons(answer: dict[str, Any], n: int) -> list[str | None]:
+    return [choice.get("finish_reason") for choice in _choices(answer, n)]
 
 
 async def serve(settings: ProxySettings) -> int:

@@ -6,7 +6,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +215,8 @@ class ToolPath:
             payload.update({key: body[key] for key in _SAMPLING_FIELDS if key in body})
             if request.stream and request.include_usage:
                 payload["stream_options"] = {"include_usage": True}
+            if request.n > 1:
+                payload["n"] = request.n
             payload.update(self._prompt_fields(request))
             path = "/v1/completions"
         if constraint is not None:
@@ -329,11 +331,23 @@ class ToolPath:
         self,
         request: ChatToolRequest,
         upstream: Mapping[str, Any],
-        answer: Answer,
-        finish_reason: str | None,
+        answers: Sequence[tuple[Answer, str | None]],
         usage: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The chat completion; ``usage`` is summed over every engine call the request made."""
+        """The chat completion of each choice's (answer, finish reason); ``usage`` is summed over
+        every engine call the request made."""
+        response: dict[str, Any] = {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": upstream.get("model") or request.body.get("model"),
+            "choices": [self._choice_json(index, *answer) for index, answer in enumerate(answers)],
+        }
+        if usage is not None:
+            response["usage"] = contract.usage(usage)
+        return response
+
+    def _choice_json(self, index: int, answer: Answer, finish_reason: str | None) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
         if answer.reasoning is not None:
             # current vLLM writes `reasoning`, older vLLM and most clients read `reasoning_content`
@@ -342,16 +356,7 @@ class ToolPath:
             message["tool_calls"] = [self._tool_call_json(call) for call in answer.calls]
             if finish_reason != "length":
                 finish_reason = "tool_calls"
-        response: dict[str, Any] = {
-            "id": new_id("chatcmpl-"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": upstream.get("model") or request.body.get("model"),
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}],
-        }
-        if usage is not None:
-            response["usage"] = contract.usage(usage)
-        return response
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}
 
     def _tool_call_json(self, call: ParsedCall) -> dict[str, Any]:
         return {
@@ -401,9 +406,9 @@ class StreamConverter:
     frames are spliced from bytes made once per stream rather than serialized as dicts.
     """
 
-    def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str) -> None:
+    def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str, index: int = 0) -> None:
         """``model`` is the name every chunk carries: the request's, or the engine's when the
-        request names none (from its first chunk)."""
+        request names none (from its first chunk); ``index`` the choice's (``n`` above 1)."""
         self._path = tool_path
         self._request = request
         self._buffered: set[int] = set()  # calls sent whole once checked (request.must_validate)
@@ -415,7 +420,9 @@ class StreamConverter:
             + str(int(time.time())).encode()
             + b',"model":'
             + orjson.dumps(model)
-            + b',"choices":[{"index":0,"delta":'
+            + b',"choices":[{"index":'
+            + str(index).encode()
+            + b',"delta":'
         )
         self._content_prefix = self._prefix + b'{"content":'
         self._argument_prefixes: dict[int, bytes] = {}  # parser index -> frame up to the fragment
@@ -494,11 +501,14 @@ class StreamConverter:
         path.metrics.tool_calls.labels(path.dialect.name).inc()
         out.append(self._call_frame(index, name, arguments))
 
-    def finish(self, finish_reason: str | None, usage: Mapping[str, Any] | None, out: list[bytes]) -> None:
-        """Appends the closing frames: the finish reason, the usage if asked for, ``[DONE]``."""
+    def finish(self, finish_reason: str | None, out: list[bytes]) -> None:
+        """Appends the choice's last frame, with its finish reason."""
         if self.any_call and finish_reason != "length":
             finish_reason = "tool_calls"
         out.append(self.frame({}, finish_reason or "stop"))
+
+    def close(self, usage: Mapping[str, Any] | None, out: list[bytes]) -> None:
+        """Appends the stream's closing frames: the usage if asked for, ``[DONE]``."""
         if usage is not None and self._request.include_usage:
             head = self._prefix.split(b',"choices"')[0]
             out.append(head + b',"choices":[],"usage":' + orjson.dumps(contract.usage(usage)) + b"}\n\n")

@@ -18,6 +18,7 @@ __all__ = ["ChatToolRequest", "Tool", "ToolChoice", "needs_tool_path", "parse_to
 
 MAX_TOOLS = 128
 _FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_\-.:]{1,64}\Z")
+MAX_CHOICES = 16  # n: each choice is a generation of its own on the engine
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -67,6 +68,7 @@ class ChatToolRequest:
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # response_format's JSON schema: an answer that makes no call is JSON of it
     answer_schema: Mapping[str, Any] | None = None
+    n: int = 1  # choices to generate, each parsed apart
 
     @property
     def offered(self) -> list[Tool]:
@@ -143,9 +145,9 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
         raise bad_request(
             "stream_options.continuous_usage_stats", "usage in every chunk is not given with tools; use include_usage"
         )
-    n = body.get("n", 1)
-    if n not in (1, None):
-        raise bad_request("n", "tool calling supports one choice per request; set n to 1")
+    n = body.get("n") or 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise bad_request("n", f"{n!r}: give a number of choices from 1 to {MAX_CHOICES}")
     _check_sampling(body)
     template_kwargs = body.get("chat_template_kwargs") or {}
     if not isinstance(template_kwargs, Mapping):
@@ -166,6 +168,7 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
         include_usage=bool(options.get("include_usage")),
         template_kwargs=template_kwargs,
         answer_schema=_answer_schema(body.get("response_format")),
+        n=n,
     )
 
 

@@ -153,12 +153,16 @@ class Vocabulary:
     """256 byte tokens, then eos and the family's control tokens (0xFF-prefixed, as llguidance
     marks special tokens)."""
 
-    def __init__(self, control_tokens: Sequence[str]) -> None:
-        self.specials = list(dict.fromkeys([EOS, *control_tokens]))
+    def __init__(self, control_tokens: Sequence[str], stops: Sequence[str] = ()) -> None:
+        """``stops`` are the family's turn-ending tokens: the engine stops after one; where the
+        model would write one the grammar does not have, it ends its answer (the engine's end of
+        sequence) instead."""
+        self.specials = list(dict.fromkeys([EOS, *control_tokens, *stops]))
         self.tokens = [bytes([i]) for i in range(256)] + [b"\xff" + s.encode() for s in self.specials]
         self.eos_token_id = 256
         self.bos_token_id = None
         self.special_token_ids = list(range(256, len(self.tokens)))
+        self.stop_ids = frozenset(256 + self.specials.index(stop) for stop in stops)
         self._split = re.compile("(" + "|".join(map(re.escape, sorted(self.specials, key=len, reverse=True))) + ")")
         # the order in which a model off its script picks among the allowed tokens: end, a
         # control token (which ends free text where the grammar waits for one), then what closes
@@ -253,6 +257,9 @@ def constrained_text(constraint: Constraint, scripts: Sequence[str], vocabulary:
                 if mask[candidate >> 3] >> (candidate & 7) & 1:
                     token = candidate
                     break
+                if candidate in vocabulary.stop_ids and mask[eos >> 3] >> (eos & 7) & 1:
+                    token = eos  # the turn's end the grammar does not name: the answer ends here
+                    break
             followed += 1
             if followed < len(streams) and agreed[followed] < len(out):
                 # back to where the next script parted, to go on with it from there
@@ -271,4 +278,6 @@ def constrained_text(constraint: Constraint, scripts: Sequence[str], vocabulary:
         if token is None or token == eos or not matcher.consume_token(token):
             break
         out.append(token)
+        if token in vocabulary.stop_ids:
+            break  # the engine stops at the family's turn-ending tokens (its stop ids)
     return vocabulary.text(out)

@@ -875,7 +875,8 @@ class SimApp:
         # what a grammar runs over: bytes and the family's control tokens (each a token of its own;
         # gpt-oss's hidden "<|channel|>final<|message|>" is three)
         self.vocabulary = constrained.Vocabulary(
-            sorted(token for token in {*self.special, *spec.stop} if constrained.is_single_token(token))
+            sorted(token for token in {*self.special, *spec.stop} if constrained.is_single_token(token)),
+            stops=[stop for stop in spec.stop if constrained.is_single_token(stop)],
         )
         self.metrics = _Metrics()
         self.created = int(time.time())
