@@ -165,3 +165,10 @@ async def test_max_tokens_null_is_what_remains_of_the_context_and_absent_is_sixt
     left_out, null = answers
     assert (left_out["choices"][0]["finish_reason"], left_out["usage"]["completion_tokens"]) == ("length", 16)
     assert null["choices"][0]["finish_reason"] == "stop" and null["usage"]["completion_tokens"] > 16
+
+
+async def test_n_gives_that_many_choices_of_each_prompt(sim: Sim) -> None:
+    async with sim(*HERMES) as url:
+        status, body = await complete(url, n=3)
+        assert status == 200 and [choice["index"] for choice in body["choices"]] == [0, 1, 2]
+        assert (await complete(url, n=0))[0] == 400

@@ -606,6 +606,16 @@ def _sampling(
     )
 
 
+def _choices_asked(body: Mapping[str, Any]) -> int:
+    """``n``: the choices of each prompt (the simulated model, deterministic, writes the same)."""
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise SimError(400, "n must be an integer from 1 to 128", param="n")
+    return n
+
+
 def _completions_default(body: Mapping[str, Any]) -> int | None:
     """/v1/completions stops at 16 tokens when max_tokens is left out; an explicit null is what
     remains of the context, as vLLM reads it."""
@@ -1082,7 +1092,7 @@ class SimApp:
             raise SimError(400, "prompt must be a string or a list of strings", param="prompt")
         constraint = self._constraint(body)
         jobs: list[_Job] = []
-        for text in prompts:
+        for text in [prompt for prompt in prompts for _ in range(_choices_asked(body))]:
             prompt_tokens = engine.count_tokens(text)
             sampling = _sampling(body, prompt_tokens, self.config.max_model_len, _completions_default(body))
             generation = engine.generate(
@@ -1104,8 +1114,9 @@ class SimApp:
         vllm = self.token_model.vllm
         add_special_tokens = _optional_bool(body, "add_special_tokens", True)
         constraint = self._constraint(body)
+        n = _choices_asked(body)
         jobs: list[_Job] = []
-        for ids in _prompt_ids(body.get("prompt"), vllm, add_special_tokens):
+        for ids in [ids for ids in _prompt_ids(body.get("prompt"), vllm, add_special_tokens) for _ in range(n)]:
             sampling = _sampling(body, len(ids), self.config.max_model_len, _completions_default(body))
             answer = self.token_model.answer(ids, model=model, misbehave=self.config.misbehave)
             self._log_confusion(answer.problems)
