@@ -422,7 +422,7 @@ async def test_request_errors(sim: Sim) -> None:
         status, body = await post(f"{url}/v1/completions", {"model": "other", "prompt": "x"})
         assert (status, body["error"]["type"], body["error"]["code"]) == (404, "NotFoundError", 404)
         assert body["error"]["message"] == "The model `other` does not exist."
-        status, body = await post(f"{url}/v1/completions", {"prompt": "x", "n": 2})
+        status, body = await post(f"{url}/v1/completions", {"prompt": "x", "n": 0})
         assert status == 400 and body["error"]["param"] == "n"
         status, body = await post(f"{url}/v1/completions", {"prompt": "x", "max_tokens": 500})
         assert status == 400 and "maximum context length is 100 tokens" in body["error"]["message"]

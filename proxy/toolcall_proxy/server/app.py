@@ -32,7 +32,7 @@ from .http import Exchange, Headers, HttpServer, Limits
 from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .tokenizer import TokenizerLoader
-from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall, add_usage
+from .toolpath import OutputReader, StreamConverter, ToolPath, UpstreamCall, add_usage, chunk_head
 from .upstream import Upstream, connection_headers
 from .validation import ChatToolRequest, needs_tool_path, parse_tool_request, tools_known
 
@@ -521,9 +521,10 @@ class _ToolStream:
         """Each choice's first frame, once the model's name is known: the request's, else the
         name the engine's first chunk carries."""
         tool_path, request, call = self._app.tool_path, self._request, self._call
+        head = chunk_head()
         for index in range(request.n):
             choice = _StreamChoice(
-                StreamConverter(tool_path, request, model, index), tool_path.parser(request, call), call.reader()
+                StreamConverter(tool_path, request, model, index, head), tool_path.parser(request, call), call.reader()
             )
             self._choices.append(choice)
             out.append(choice.converter.start())

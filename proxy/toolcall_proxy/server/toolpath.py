@@ -24,7 +24,7 @@ from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .validation import ChatToolRequest, Tool
 
-__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall", "add_usage"]
+__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall", "add_usage", "chunk_head"]
 
 log = logging.getLogger("toolmodel.proxy")
 
@@ -406,18 +406,18 @@ class StreamConverter:
     frames are spliced from bytes made once per stream rather than serialized as dicts.
     """
 
-    def __init__(self, tool_path: ToolPath, request: ChatToolRequest, model: str, index: int = 0) -> None:
+    def __init__(
+        self, tool_path: ToolPath, request: ChatToolRequest, model: str, index: int = 0, head: bytes = b""
+    ) -> None:
         """``model`` is the name every chunk carries: the request's, or the engine's when the
-        request names none (from its first chunk); ``index`` the choice's (``n`` above 1)."""
+        request names none (from its first chunk); ``index`` the choice's (``n`` above 1), and
+        ``head`` the id and time its chunks share with the other choices' (``chunk_head()``)."""
         self._path = tool_path
         self._request = request
         self._buffered: set[int] = set()  # calls sent whole once checked (request.must_validate)
         self._max_calls = None if request.parallel else 1
         self._prefix = (
-            b'data: {"id":"'
-            + new_id("chatcmpl-").encode()
-            + b'","object":"chat.completion.chunk","created":'
-            + str(int(time.time())).encode()
+            (head or chunk_head())
             + b',"model":'
             + orjson.dumps(model)
             + b',"choices":[{"index":'
@@ -520,6 +520,16 @@ class StreamConverter:
         call = {"index": self._shown_calls, "id": self._ids[index], "type": "function", "function": function}
         self._shown_calls += 1
         return self.frame({"tool_calls": [call]})
+
+
+def chunk_head() -> bytes:
+    """The start of a stream's every chunk: its id and time, the same for all its choices."""
+    return (
+        b'data: {"id":"'
+        + new_id("chatcmpl-").encode()
+        + b'","object":"chat.completion.chunk","created":'
+        + str(int(time.time())).encode()
+    )
 
 
 def add_usage(total: Mapping[str, Any] | None, more: Any) -> dict[str, Any] | None:

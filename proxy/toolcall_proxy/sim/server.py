@@ -554,9 +554,6 @@ def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
 def _sampling(
     body: Mapping[str, Any], prompt_tokens: int, max_model_len: int, default_max_tokens: int | None
 ) -> _Sampling:
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise SimError(400, "n must be 1: the simulator generates one choice per prompt", param="n")
     requested = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     if prompt_tokens >= max_model_len:
         raise SimError(
@@ -1220,6 +1217,8 @@ class SimApp:
         if not isinstance(messages, list) or not messages or not all(isinstance(m, Mapping) for m in messages):
             raise SimError(400, "messages must be a non-empty list of message objects", param="messages")
         _check_parts(messages)
+        if body.get("n") not in (None, 1):
+            raise SimError(400, "n must be 1: the simulator's chat endpoint answers one choice", param="n")
         choice = _tool_choice(body, self.config)
         prompt = self._render(body, messages)
         prompt_ids: list[int] | None = None
