@@ -61,3 +61,16 @@ async def test_usage_in_every_chunk_is_refused_by_name(stack, engine):
     body = {"messages": MESSAGES, "tools": [TOOL], "stream": True, "stream_options": {"continuous_usage_stats": True}}
     status, answer = await post(stack.url, body)
     assert status == 400 and answer["error"]["param"] == "stream_options.continuous_usage_stats"
+
+
+async def test_a_clients_own_vllm_constraint_goes_to_the_engine_where_the_proxy_sends_none(stack, engine):
+    body = {"messages": MESSAGES, "tools": [TOOL], "structured_outputs": {"regex": "[a-z]+"}}
+    assert (await post(stack.url, body))[0] == 200
+    assert engine.requests[-1][1]["structured_outputs"] == {"regex": "[a-z]+"}
+
+
+async def test_a_clients_own_vllm_constraint_beside_the_proxys_is_refused_by_name(stack, engine):
+    engine.version = "0.12.0"
+    body = {"messages": MESSAGES, "tools": [TOOL], "tool_choice": "required", "guided_regex": "[a-z]+"}
+    status, answer = await post(stack.url, body)
+    assert status == 400 and answer["error"]["param"] == "guided_regex"

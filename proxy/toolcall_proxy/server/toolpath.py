@@ -53,6 +53,15 @@ _SAMPLING_FIELDS = (
     "kv_transfer_params",
     "vllm_xargs",
 )
+# A client's own constraint fields for vLLM: relayed where the proxy sends none of its own.
+_CLIENT_CONSTRAINTS = (
+    "response_format",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+)
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -219,10 +228,20 @@ class ToolPath:
                 payload["n"] = request.n
             payload.update(self._prompt_fields(request))
             path = "/v1/completions"
+        own = {key: body[key] for key in _CLIENT_CONSTRAINTS if body.get(key) is not None}
         if constraint is not None:
+            clashing = [key for key in own if key != "response_format"]  # that one is in the grammar
+            if clashing:
+                field = clashing[0]
+                raise ProxyError(
+                    400,
+                    f"{field}: the proxy constrains this request's tool calls itself; "
+                    "give the answer's shape with response_format instead",
+                    param=field,
+                )
             payload.update(constraint.fields)
-        elif "response_format" in body and self.dialect.transport == "completions":
-            payload["response_format"] = body["response_format"]  # the engine's own, where no grammar went
+        elif self.dialect.transport == "completions":
+            payload.update(own)  # the engine's own, where no grammar of the proxy's went
         if stop:
             payload["stop"] = stop
         # Markers such as ChatGLM3's <|assistant|> or Mistral's [TOOL_CALLS] are special tokens;
