@@ -164,3 +164,20 @@ async def test_a_response_format_holds_a_model_that_answers_in_prose_to_its_sche
     message = answer.choices[0].message
     assert not message.tool_calls
     jsonschema.validate(json.loads(message.content or ""), ANSWER_SCHEMA)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("dialect", ["hermes", "chatglm3"])
+async def test_logprobs_come_back_for_every_token_with_the_likeliest_beside_them(dialect, stream, stack):
+    request = {"model": "demo", "messages": QUESTION, "tools": [WEATHER], "logprobs": True, "top_logprobs": 2}
+    async for client, _ in stack(dialect):
+        if stream:
+            content = []
+            async for chunk in await client.chat.completions.create(**request, stream=True):
+                for choice in chunk.choices:
+                    content += choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
+        else:
+            answer = await client.chat.completions.create(**request)
+            content = answer.choices[0].logprobs.content
+    assert content and all(item.logprob < 0 and len(item.top_logprobs) == 2 for item in content)
+    assert all(bytes(item.bytes).decode() == item.token for item in content)

@@ -42,8 +42,8 @@ async def test_vllms_own_sampling_fields_are_relayed(stack, engine):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("logprobs", True),
-        ("top_logprobs", 2),
+        ("logprobs", "yes"),
+        ("top_logprobs", 2),  # without logprobs: true
         ("response_format", {"type": "xml"}),
         ("reasoning_effort", "extreme"),
         ("chat_template_kwargs", ["enable_thinking"]),

@@ -339,7 +339,10 @@ class ProxyApp:
             texts, reasons = _choice_texts(again, call, request.n), _finish_reasons(again, request.n)
             for i in missed:  # each choice that missed its call takes the new sample's
                 answers[i], finishes[i] = tool_path.parse_text(request, call, texts[i]), reasons[i]
-        response = tool_path.completion_response(request, answer, list(zip(answers, finishes, strict=True)), usage)
+        logprobs = [choice.get("logprobs") for choice in _choices(answer, request.n)]
+        response = tool_path.completion_response(
+            request, answer, list(zip(answers, finishes, strict=True)), usage, logprobs
+        )
         exchange.respond(200, orjson.dumps(response), _JSON)
 
     async def _ask_model(self, request: ChatToolRequest, *, retry: bool = False) -> tuple[UpstreamCall, dict[str, Any]]:
@@ -569,6 +572,7 @@ class _ToolStream:
 
     def _convert(self, lines: list[bytes], out: list[bytes]) -> None:
         texts: dict[int, list[str]] = {}
+        logprobs: dict[int, list[Any]] = {}  # each choice's, read by read
         for line in lines:
             if self._finished or not line.startswith(b"data:"):
                 continue
@@ -576,18 +580,7 @@ class _ToolStream:
             if data == b"[DONE]":
                 self._finished = True
                 continue
-            try:
-                frame = orjson.loads(data)
-            except orjson.JSONDecodeError as error:
-                raise ProxyError(
-                    502, f"the model server sent an invalid stream frame: {error}", type="upstream_error"
-                ) from None
-            if not isinstance(frame, dict) or not all(isinstance(c, dict) for c in frame.get("choices") or ()):
-                raise ProxyError(
-                    502, "the model server sent a stream frame that is not a completion chunk", type="upstream_error"
-                )
-            if "error" in frame or frame.get("object") == "error":
-                raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
+            frame = _completion_chunk(data)
             if not self._choices:
                 self._start(str(frame.get("model") or ""), out)
             usage = frame.get("usage")
@@ -603,12 +596,17 @@ class _ToolStream:
                 text = choice.reader.text(upstream)
                 if text:
                     texts.setdefault(index, []).append(text)
+                if upstream.get("logprobs") and self._request.top_logprobs is not None:
+                    logprobs.setdefault(index, []).append(upstream["logprobs"])
                 reason = upstream.get("finish_reason")
                 if reason:
                     choice.finish_reason = reason
         for index, pieces in texts.items():
             choice = self._choices[index]
             choice.converter.events(choice.parser.feed("".join(pieces)), out)
+        for index, reads in logprobs.items():
+            merged = {key: [item for read in reads for item in read.get(key) or ()] for key in _LOGPROB_LISTS}
+            out.append(self._choices[index].converter.logprobs_frame(merged))
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -635,6 +633,25 @@ def _json_body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProxyError(400, "the request body must be a JSON object", code="invalid_json")
     return value
+
+
+_LOGPROB_LISTS = ("tokens", "token_logprobs", "top_logprobs")
+
+
+def _completion_chunk(data: bytes) -> dict[str, Any]:
+    """An engine's stream frame, or a 502 saying what is wrong with it."""
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        message = f"the model server sent an invalid stream frame: {error}"
+        raise ProxyError(502, message, type="upstream_error") from None
+    if not isinstance(frame, dict) or not all(isinstance(c, dict) for c in frame.get("choices") or ()):
+        raise ProxyError(
+            502, "the model server sent a stream frame that is not a completion chunk", type="upstream_error"
+        )
+    if "error" in frame or frame.get("object") == "error":
+        raise ProxyError(502, f"the model server failed mid-stream: {frame}", type="upstream_error")
+    return frame
 
 
 def _is_developer(message: Any) -> bool:

@@ -24,7 +24,16 @@ from .metrics import ProxyMetrics
 from .settings import ProxySettings
 from .validation import ChatToolRequest, Tool
 
-__all__ = ["Answer", "OutputReader", "StreamConverter", "ToolPath", "UpstreamCall", "add_usage", "chunk_head"]
+__all__ = [
+    "Answer",
+    "OutputReader",
+    "StreamConverter",
+    "ToolPath",
+    "UpstreamCall",
+    "add_usage",
+    "chat_logprobs",
+    "chunk_head",
+]
 
 log = logging.getLogger("toolmodel.proxy")
 
@@ -226,6 +235,8 @@ class ToolPath:
                 payload["stream_options"] = {"include_usage": True}
             if request.n > 1:
                 payload["n"] = request.n
+            if request.top_logprobs is not None:
+                payload["logprobs"] = request.top_logprobs
             payload.update(self._prompt_fields(request))
             path = "/v1/completions"
         own = {key: body[key] for key in _CLIENT_CONSTRAINTS if body.get(key) is not None}
@@ -352,9 +363,10 @@ class ToolPath:
         upstream: Mapping[str, Any],
         answers: Sequence[tuple[Answer, str | None]],
         usage: Mapping[str, Any] | None = None,
+        logprobs: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """The chat completion of each choice's (answer, finish reason); ``usage`` is summed over
-        every engine call the request made."""
+        every engine call the request made; ``logprobs`` each choice's from the engine."""
         response: dict[str, Any] = {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
@@ -362,6 +374,9 @@ class ToolPath:
             "model": upstream.get("model") or request.body.get("model"),
             "choices": [self._choice_json(index, *answer) for index, answer in enumerate(answers)],
         }
+        if request.top_logprobs is not None:
+            for choice, engine_logprobs in zip(response["choices"], logprobs, strict=False):
+                choice["logprobs"] = {"content": chat_logprobs(engine_logprobs, request.top_logprobs), "refusal": None}
         if usage is not None:
             response["usage"] = contract.usage(usage)
         return response
@@ -466,6 +481,14 @@ class StreamConverter:
     def start(self) -> bytes:
         return self.frame({"role": "assistant", "content": ""})
 
+    def logprobs_frame(self, engine_logprobs: Any) -> bytes:
+        """A frame of the log probabilities of the tokens that came in one read (its text went in
+        the frames before it)."""
+        assert self._request.top_logprobs is not None
+        content = chat_logprobs(engine_logprobs, self._request.top_logprobs)
+        logprobs = orjson.dumps({"content": content, "refusal": None})
+        return self._prefix + b'{},"logprobs":' + logprobs + b',"finish_reason":null}]}\n\n'
+
     def events(self, events: list[Event], out: list[bytes]) -> None:
         """Appends the frames that ``events`` make to ``out``."""
         for event in events:
@@ -539,6 +562,27 @@ class StreamConverter:
         call = {"index": self._shown_calls, "id": self._ids[index], "type": "function", "function": function}
         self._shown_calls += 1
         return self.frame({"tool_calls": [call]})
+
+
+def chat_logprobs(completions: Any, top: int) -> list[dict[str, Any]]:
+    """vLLM's completions ``logprobs`` ({tokens, token_logprobs, top_logprobs}) as chat's
+    ``logprobs.content``: each token with its logprob, bytes and ``top`` likeliest."""
+    if not isinstance(completions, Mapping):
+        return []
+    tokens, values = completions.get("tokens") or [], completions.get("token_logprobs") or []
+    alternatives = completions.get("top_logprobs") or [None] * len(tokens)
+    content = []
+    for token, value, likeliest in zip(tokens, values, alternatives, strict=False):
+        ranked = sorted((likeliest or {}).items(), key=lambda item: -item[1])[:top]
+        content.append(
+            {
+                "token": str(token),
+                "logprob": float(value if value is not None else -9999.0),
+                "bytes": list(str(token).encode()),
+                "top_logprobs": [{"token": t, "logprob": float(v), "bytes": list(t.encode())} for t, v in ranked],
+            }
+        )
+    return content
 
 
 def chunk_head() -> bytes:

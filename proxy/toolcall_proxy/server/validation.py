@@ -69,6 +69,7 @@ class ChatToolRequest:
     # response_format's JSON schema: an answer that makes no call is JSON of it
     answer_schema: Mapping[str, Any] | None = None
     n: int = 1  # choices to generate, each parsed apart
+    top_logprobs: int | None = None  # logprobs asked for: how many likeliest tokens beside each
 
     @property
     def offered(self) -> list[Tool]:
@@ -169,7 +170,20 @@ def parse_tool_request(body: Mapping[str, Any]) -> ChatToolRequest:
         template_kwargs=template_kwargs,
         answer_schema=_answer_schema(body.get("response_format")),
         n=n,
+        top_logprobs=_top_logprobs(body),
     )
+
+
+def _top_logprobs(body: Mapping[str, Any]) -> int | None:
+    """None unless ``logprobs`` is true; then ``top_logprobs`` (0 to 20, OpenAI's bound)."""
+    wanted, top = body.get("logprobs"), body.get("top_logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise bad_request("logprobs", "must be true or false")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
+        raise bad_request("top_logprobs", f"{top!r}: give a number from 0 to 20")
+    if top is not None and not wanted:
+        raise bad_request("top_logprobs", "needs logprobs: true")
+    return (top or 0) if wanted else None
 
 
 def _answer_schema(value: Any) -> Mapping[str, Any] | None:
@@ -195,8 +209,6 @@ def _answer_schema(value: Any) -> Mapping[str, Any] | None:
 
 # Chat fields the tool path does not honour yet: refused by name rather than dropped unseen.
 _UNSUPPORTED = {
-    "logprobs": "log probabilities are not returned for requests with tools yet; leave logprobs out",
-    "top_logprobs": "log probabilities are not returned for requests with tools yet; leave top_logprobs out",
     "audio": "audio output is not supported",
     "modalities": "only text output is supported; leave modalities out",
     "prediction": "predicted outputs are not supported; leave prediction out",

@@ -603,6 +603,25 @@ def _sampling(
     )
 
 
+def _logprobs(body: Mapping[str, Any], tokens: Sequence[str], first: int = 0) -> dict[str, Any] | None:
+    """vLLM's completions ``logprobs`` of generated tokens, made up but shaped as vLLM's: each
+    token's, and its ``logprobs`` most likely (the token itself first)."""
+    top = body.get("logprobs")
+    if top is None or isinstance(top, bool) or not isinstance(top, int):
+        return None
+    chosen = [-0.01 * (1 + (first + i) % 7) for i in range(len(tokens))]
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    return {
+        "text_offset": offsets,
+        "token_logprobs": chosen,
+        "tokens": list(tokens),
+        "top_logprobs": [
+            {token: lp, **{f"{token}~{j}": lp - 1.0 - j for j in range(max(top - 1, 0))}}
+            for token, lp in zip(tokens, chosen, strict=True)
+        ],
+    }
+
+
 def _choices_asked(body: Mapping[str, Any]) -> int:
     """``n``: the choices of each prompt (the simulated model, deterministic, writes the same)."""
     n = body.get("n", 1)
@@ -1051,7 +1070,7 @@ class SimApp:
             "model": model,
         }
         if sampling.stream:
-            await _stream(receive, send, lambda gone: self._completion_chunks(head, sampling, jobs, gone))
+            await _stream(receive, send, lambda gone: self._completion_chunks(body, head, sampling, jobs, gone))
             return
         await self._latency(max(len(job.decoded.deltas) for job in jobs))
         choices = []
@@ -1060,7 +1079,7 @@ class SimApp:
             choice: dict[str, Any] = {
                 "index": index,
                 "text": decoded.text,
-                "logprobs": None,
+                "logprobs": _logprobs(body, decoded.deltas),
                 "finish_reason": decoded.finish_reason,
                 "stop_reason": decoded.stop_reason,
             }
@@ -1155,6 +1174,7 @@ class SimApp:
 
     async def _completion_chunks(
         self,
+        body: Mapping[str, Any],
         head: Mapping[str, Any],
         sampling: _Sampling,
         jobs: Sequence[_Job],
@@ -1172,7 +1192,7 @@ class SimApp:
                 choice: dict[str, Any] = {
                     "index": index,
                     "text": delta,
-                    "logprobs": None,
+                    "logprobs": _logprobs(body, (delta,), position),
                     "finish_reason": decoded.finish_reason if final else None,
                     "stop_reason": decoded.stop_reason if final else None,
                 }
