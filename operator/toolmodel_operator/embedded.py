@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 import kmock
 import kopf
 
@@ -40,9 +41,16 @@ _CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition"})
 
 
 class _Emulator(kmock.KubernetesEmulator):
-    """kmock, plus the one server behaviour kopf relies on that it lacks: ``generateName``.
+    """kmock, plus two server behaviours the operator relies on that it lacks.
 
-    kopf posts every Event with ``generateName``; without a generated name they would collide.
+    ``generateName``: kopf posts every Event with it; without a generated name they would collide.
+
+    Server-side apply, roughly: kmock merges every PATCH into the object, whatever its content
+    type, and answers 404 for one that does not exist. An apply (``application/apply-patch+yaml``)
+    of a missing object creates it here, as on a real server; of an existing one it stays a merge.
+    So the emulator has no field managers: a field the operator stops setting is not removed, and
+    there are no ``managedFields`` (the operator then compares values only). What apply does with
+    field ownership is tested on a real API server (tests/operator, backend "real").
     """
 
     _names = itertools.count(1)
@@ -51,7 +59,23 @@ class _Emulator(kmock.KubernetesEmulator):
         metadata = request.data.get("metadata") if isinstance(request.data, dict) else None
         if isinstance(metadata, dict) and not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = f"{metadata['generateName']}{next(self._names):06d}"
+        if _is_apply(request) and request.resource is not None and request.name:
+            key = (request.resource, request.namespace, request.name)
+            if key not in self._objects or self._objects[key].deleted:
+                # A create, served as kmock serves a POST: its reactions match the requests it
+                # recorded, by identity, so the create is recorded while it is served.
+                create = attrs.evolve(request, method="POST", action=kmock.action.CREATE, name=None)
+                self._requests.append(create)
+                try:
+                    return await super()._handle(create)
+                finally:
+                    self._requests.remove(create)
         return await super()._handle(request)
+
+
+def _is_apply(request: Any) -> bool:
+    content_type = {k.lower(): v for k, v in (request.headers or {}).items()}.get("content-type", "")
+    return bool(request.method == "PATCH" and content_type.startswith("application/apply-patch"))
 
 
 @contextmanager

@@ -17,7 +17,19 @@ from typing import Any, cast
 
 import kopf
 
-from .kube import CONFIGMAPS, DEPLOYMENTS, EVENTS, PODS, SERVICES, TOOLMODELS, KubeClient, KubeError, apply, resource_of
+from .kube import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    EVENTS,
+    PODS,
+    SERVICES,
+    TOOLMODELS,
+    KubeClient,
+    KubeError,
+    apply,
+    manages,
+    resource_of,
+)
 from .render import (
     DEFAULT_MAX_GPUS_PER_NODE,
     ImageDefaults,
@@ -33,6 +45,7 @@ __all__ = ["OperatorConfig", "Reconciler", "build_registry"]
 log = logging.getLogger("toolmodel.operator")
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "toolmodel-operator"}
+_CONFLICT_RETRIES = 5
 _INSTANCE = "app.kubernetes.io/instance"
 
 
@@ -90,10 +103,19 @@ class Reconciler:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 self._queued.discard(key)
                 started = True
-                latest = await self.client.get(TOOLMODELS, namespace, name)
-                if latest is None or latest["metadata"].get("deletionTimestamp"):
-                    return  # deleted: the children go with it, by their owner references
-                await self._reconcile(latest)
+                for attempt in range(_CONFLICT_RETRIES):
+                    latest = await self.client.get(TOOLMODELS, namespace, name)
+                    if latest is None or latest["metadata"].get("deletionTimestamp"):
+                        return  # deleted: the children go with it, by their owner references
+                    try:
+                        await self._reconcile(latest)
+                        return
+                    except KubeError as error:
+                        # The ToolModel changed while this ran (the status write names the
+                        # resourceVersion it was computed from): again, from a fresh read.
+                        if error.status != 409 or attempt == _CONFLICT_RETRIES - 1:
+                            raise
+                        log.info("ToolModel %s/%s changed meanwhile (%s): reconciling again", namespace, name, error)
         finally:
             if not started:
                 self._queued.discard(key)
@@ -110,6 +132,10 @@ class Reconciler:
             )
         except InvalidSpec as error:
             await self._invalid(toolmodel, str(error))
+            return
+        unapplied = not_applied_yet(manifests)
+        if unapplied:
+            await self._invalid(toolmodel, unapplied)
             return
         for manifest in manifests:
             outcome = await apply(self.client, manifest)
@@ -193,18 +219,46 @@ class Reconciler:
         current = toolmodel.get("status") or {}
         if _same_status(current, status):
             return
-        if current.get("phase") != status["phase"]:
-            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-            kind = "Warning" if status["phase"] in ("Degraded", "Failed") else "Normal"
-            _event(toolmodel, kind, status["phase"], ready["message"])
         metadata = toolmodel["metadata"]
+        patch: dict[str, Any] = {"status": status}
+        if metadata.get("resourceVersion"):
+            # Only over the ToolModel it was computed from: a 409 otherwise, and a fresh reconcile.
+            patch["metadata"] = {"resourceVersion": metadata["resourceVersion"]}
         try:
             await self.client.patch(
-                TOOLMODELS, metadata.get("namespace"), metadata["name"], {"status": status}, subresource="status"
+                TOOLMODELS, metadata.get("namespace"), metadata["name"], patch, subresource="status"
             )
         except KubeError as error:
             if error.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+            return
+        if current.get("phase") != status["phase"]:  # once written: a retried write posts it once
+            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+            kind = "Warning" if status["phase"] in ("Degraded", "Failed") else "Normal"
+            _event(toolmodel, kind, status["phase"], ready["message"])
+
+
+# What `toolmodel render` writes for these fields but the operator does not apply yet, by kind.
+_RENDERED_ONLY = {
+    "LeaderWorkerSet": "spec.parallelism (more GPUs than one node has)",
+    "ScaledObject": "spec.serving.autoscaling",
+    "HorizontalPodAutoscaler": "spec.serving.autoscaling",
+    "InferencePool": "spec.serving.inferencePool",
+}
+
+
+def not_applied_yet(manifests: list[dict[str, Any]]) -> str | None:
+    """Why the ToolModel cannot be served by this operator version, if it needs an object the
+    operator renders but does not apply yet; None when it applies them all."""
+    for manifest in manifests:
+        if not manages(manifest):
+            kind = str(manifest.get("kind"))
+            field = _RENDERED_ONLY.get(kind, "spec")
+            return (
+                f"{field}: needs a {kind}, which `toolmodel render` writes but this version of the "
+                "operator does not apply yet; serve the model on one node with fixed replicas meanwhile"
+            )
+    return None
 
 
 def _same_status(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -3,14 +3,21 @@
 kopf brings its own API client for watching; the operator's writes go through this one, built
 from the same ``kopf.ConnectionInfo`` the login handler produced, so both talk to the same
 cluster with the same credentials.
+
+Children are written with server-side apply under the field manager ``toolmodel-operator``: the
+API server records which fields the operator set, so a field the operator stops setting is
+removed, and fields another manager set on a child (an annotation of another controller, a
+sidecar a webhook added) are left alone. ``kubectl get -o yaml --show-managed-fields`` shows who
+owns what.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +25,14 @@ import aiohttp
 import kopf
 import orjson
 
-__all__ = ["KubeClient", "KubeError", "Resource", "apply", "contains", "resource_of"]
+__all__ = ["FIELD_MANAGER", "KubeClient", "KubeError", "Resource", "apply", "contains", "owns_beyond", "resource_of"]
+
+FIELD_MANAGER = "toolmodel-operator"
+# The manager name the API server gave the operator's writes before it applied them (aiohttp's
+# User-Agent, "Python/3.x aiohttp/3.y"): the fields it owns on a child are handed over on the
+# first apply, or keys those versions set could never be removed.
+LEGACY_FIELD_MANAGER = "Python"
+APPLY_PATCH = "application/apply-patch+yaml"  # a JSON body is YAML too
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,11 @@ _BY_KIND = {
 }
 
 
+def manages(manifest: Mapping[str, Any]) -> bool:
+    """Whether the operator applies objects of the manifest's kind."""
+    return (manifest.get("apiVersion"), manifest.get("kind")) in _BY_KIND
+
+
 def resource_of(manifest: Mapping[str, Any]) -> Resource:
     try:
         return _BY_KIND[(manifest["apiVersion"], manifest["kind"])]
@@ -75,10 +94,14 @@ class KubeError(Exception):
 
 
 class KubeClient:
-    """JSON over HTTP to the API server: get, list, create, merge-patch, delete."""
+    """JSON over HTTP to the API server: get, list, create, merge-patch, apply, delete.
 
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    Every write names the field manager: the operator's, unless told otherwise.
+    """
+
+    def __init__(self, info: kopf.ConnectionInfo, *, field_manager: str = FIELD_MANAGER) -> None:
         self._server = info.server.rstrip("/")
+        self.field_manager = field_manager
         self._headers = {"Accept": "application/json"}
         if info.token:
             self._headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
@@ -99,7 +122,14 @@ class KubeClient:
             await self._session.close()
             self._session = None
 
-    async def _request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
@@ -108,8 +138,10 @@ class KubeClient:
             )
         headers = {"Content-Type": content_type or "application/json"} if body is not None else {}
         data = orjson.dumps(body) if body is not None else None
+        if method in ("POST", "PUT", "PATCH") and self.field_manager:
+            params = {"fieldManager": self.field_manager, **(params or {})}
         async with self._session.request(
-            method, self._server + path, data=data, headers=headers, ssl=self._ssl
+            method, self._server + path, data=data, headers=headers, params=params, ssl=self._ssl
         ) as response:
             payload = await response.read()
             if response.status >= 400:
@@ -154,6 +186,28 @@ class KubeClient:
         )
         return patched
 
+    async def json_patch(
+        self, resource: Resource, namespace: str | None, name: str, operations: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        patched: dict[str, Any] = await self._request(
+            "PATCH", resource.path(namespace, name), operations, "application/json-patch+json"
+        )
+        return patched
+
+    async def apply(
+        self, resource: Resource, namespace: str | None, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Server-side apply of ``body``, which holds every field the operator owns, and only those.
+
+        Forced: the fields in it are the operator's, whoever changed them since (the drift it
+        repairs); fields outside it are not touched, and those it owned before but no longer
+        lists are removed. Creates the object if it does not exist.
+        """
+        applied: dict[str, Any] = await self._request(
+            "PATCH", resource.path(namespace, name), body, APPLY_PATCH, {"force": "true"}
+        )
+        return applied
+
     async def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         try:
             await self._request("DELETE", resource.path(namespace, name))
@@ -173,22 +227,107 @@ def contains(desired: Any, live: Any) -> bool:
     return bool(desired == live)
 
 
+def owns_beyond(fields: Mapping[str, Any], desired: Any) -> bool:
+    """Whether a field set (``managedFields[].fieldsV1``) names a field ``desired`` does not have.
+
+    The keys of a field set: ``f:name`` a map's field, ``k:{...}`` a list item by its key fields,
+    ``v:value`` a set member, ``i:n`` a list item by index, ``.`` the node itself.
+    """
+    for key, below in fields.items():
+        kind, _, text = key.partition(":")
+        if kind == ".":
+            continue
+        if kind == "f" and isinstance(desired, Mapping) and text in desired:
+            child = desired[text]
+        elif kind == "k" and isinstance(desired, list):
+            wanted = json.loads(text)
+            child = next((item for item in desired if _has_key(item, wanted)), _MISSING)
+        elif kind == "v" and isinstance(desired, list):
+            child = json.loads(text) if json.loads(text) in desired else _MISSING
+        elif kind == "i" and isinstance(desired, list) and text.isdigit() and int(text) < len(desired):
+            child = desired[int(text)]
+        else:
+            return True
+        if child is _MISSING or (below and owns_beyond(below, child)):
+            return True
+    return False
+
+
+_MISSING = object()
+# Key fields the API server defaults when a manifest leaves them out (ports' protocol).
+_DEFAULTED_KEYS = {"protocol": "TCP"}
+
+
+def _has_key(item: Any, key: Mapping[str, Any]) -> bool:
+    return isinstance(item, Mapping) and all(item.get(k, _DEFAULTED_KEYS.get(k)) == v for k, v in key.items())
+
+
+def _managed(live: Mapping[str, Any], manager: str, operation: str) -> list[dict[str, Any]]:
+    entries = (live.get("metadata") or {}).get("managedFields") or []
+    return [e for e in entries if e.get("manager") == manager and e.get("operation") == operation]
+
+
+def up_to_date(manifest: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+    """Whether applying ``manifest`` would change nothing: the live object holds all of it, and
+    (where the server tracks field managers) the operator owns no field the manifest dropped."""
+    if not contains(manifest, live):
+        return False
+    if "managedFields" not in (live.get("metadata") or {}):
+        return True  # a server without field management (the emulator): values are all there is
+    ours = _managed(live, FIELD_MANAGER, "Apply")
+    if not ours or _managed(live, LEGACY_FIELD_MANAGER, "Update"):
+        return False  # written before server-side apply: applied once, and the legacy fields adopted
+    return not any(owns_beyond(entry.get("fieldsV1") or {}, manifest) for entry in ours)
+
+
 async def apply(client: KubeClient, manifest: Mapping[str, Any]) -> str:
-    """Creates the object or patches it back to ``manifest``; returns created/updated/unchanged.
+    """Server-side applies ``manifest`` unless the live object is up to date already; returns
+    created/updated/unchanged.
 
     Comparing before writing keeps reconciliation quiet: a write would trigger a watch event,
     which would trigger another reconciliation.
     """
     resource = resource_of(manifest)
     metadata = manifest["metadata"]
-    live = await client.get(resource, metadata.get("namespace"), metadata["name"])
-    if live is None:
-        await client.create(resource, metadata.get("namespace"), manifest)
-        return "created"
-    if contains(manifest, live):
+    namespace, name = metadata.get("namespace"), metadata["name"]
+    live = await client.get(resource, namespace, name)
+    if live is not None and up_to_date(manifest, live):
         return "unchanged"
-    await client.patch(resource, metadata.get("namespace"), metadata["name"], manifest)
-    return "updated"
+    if live is not None and _managed(live, LEGACY_FIELD_MANAGER, "Update"):
+        await _adopt_legacy_fields(client, resource, live)
+    await client.apply(resource, namespace, name, manifest)
+    return "created" if live is None else "updated"
+
+
+async def _adopt_legacy_fields(client: KubeClient, resource: Resource, live: Mapping[str, Any]) -> None:
+    """The fields an operator version before server-side apply wrote (as the manager "Python",
+    by merge patch) become the operator's applied ones, so the next apply removes those it no
+    longer sets, as kubectl does when it moves an object from client- to server-side apply.
+    Guarded by the resourceVersion: if the object changed meanwhile the patch fails, and the
+    reconcile is retried (at once on a 409, else by the next event or resync).
+    """
+    metadata = live["metadata"]
+    entries = metadata.get("managedFields") or []
+    legacy = [e for e in entries if e.get("manager") == LEGACY_FIELD_MANAGER and e.get("operation") == "Update"]
+    fields: dict[str, Any] = {}
+    for entry in legacy + _managed(live, FIELD_MANAGER, "Apply"):
+        fields = _union(fields, entry.get("fieldsV1") or {})
+    ours = {"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": live["apiVersion"]}
+    ours |= {"fieldsType": "FieldsV1", "fieldsV1": fields}
+    replaced = [*legacy, *_managed(live, FIELD_MANAGER, "Apply")]
+    kept = [e for e in entries if e not in replaced]
+    operations = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": metadata.get("resourceVersion")},
+        {"op": "replace", "path": "/metadata/managedFields", "value": [*kept, ours]},
+    ]
+    await client.json_patch(resource, metadata.get("namespace"), metadata["name"], operations)
+
+
+def _union(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = _union(merged[key], value) if key in merged else value
+    return merged
 
 
 def _has_labels(item: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -5,13 +5,16 @@ The real operator (kopf and the handlers) runs against the emulated API server o
 restored and patched back, a Secret checked, pods and their events read, the chat-template
 ConfigMap deleted when the spec moves to the user's own, the status written. Every request it
 sends is turned into (verb, group, resource, namespace, name) as the API server's authorizer
-would, and must be allowed by the rules the chart renders; every verb the chart grants must have
-been used. So the rules are both sufficient and minimal, and stay so as the operator changes.
+would (with what the authorizer checks besides: ``implied_accesses``), and must be allowed by the
+rules the chart renders; every verb the chart grants must have been used. So the rules are both
+sufficient and minimal, and stay so as the operator changes. tests/operator (backend "real") checks
+the same on a real API server, from its audit log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +30,7 @@ from _chart import ROOT, Tools, find, objects, render
 
 import toolmodel_operator.embedded as embedded
 from toolmodel_operator.handlers import OperatorConfig, build_registry
+from toolmodel_operator.kube import resource_of
 
 NAMESPACE = "default"
 PEERING = "toolmodel-operator"
@@ -66,6 +70,35 @@ def access_of(method: str, path: str, query: Mapping[str, str]) -> Access | None
         verb = "delete" if name else "deletecollection"
     assert verb is not None, f"unexpected {method} {path}"
     return Access(verb, group, resource, namespace, name)
+
+
+def implied_accesses(
+    method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+) -> list[Access]:
+    """What the API server authorizes for a write besides its own verb, which a recording of
+    requests does not show: a server-side apply may create the object (then ``create`` is checked
+    too: recorded for every apply, an upper bound), and an owner reference with
+    ``blockOwnerDeletion`` is admitted, under OwnerReferencesPermissionEnforcement, only for who
+    may ``update`` the owner's ``finalizers``."""
+    access = access_of(method, path, query)
+    if access is None or method not in ("POST", "PUT", "PATCH"):
+        return []
+    implied = []
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    if method == "PATCH" and content_type.startswith("application/apply-patch"):
+        implied.append(Access("create", access.group, access.resource, access.namespace, access.name))
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    for owner in (metadata or {}).get("ownerReferences") or []:
+        if owner.get("blockOwnerDeletion"):
+            resource = resource_of(owner)
+            implied.append(
+                Access("update", resource.group, f"{resource.plural}/finalizers", access.namespace, owner["name"])
+            )
+    return implied
 
 
 def allows(rules: Sequence[Mapping[str, Any]], access: Access) -> bool:
@@ -145,13 +178,16 @@ class Recorder:
         self.active = False  # from the operator's start: the emulator's own setup is not the operator's
         self._lock = threading.Lock()
 
-    def record(self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> None:
+    def record(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes = b""
+    ) -> None:
         if not self.active or {k.lower(): v for k, v in headers.items()}.get("user-agent") == TEST_AGENT:
             return
         access = access_of(method, path, query)
         if access is not None:
             with self._lock:
                 self.accesses.append(access)
+                self.accesses.extend(implied_accesses(method, path, query, headers, body))
 
     def seen(self) -> set[Access]:
         with self._lock:
@@ -165,7 +201,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     original = embedded._Emulator.__call__
 
     async def serve(self: Any, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        recorder.record(raw.method, raw.path, dict(raw.query), dict(raw.headers))
+        recorder.record(raw.method, raw.path, dict(raw.query), dict(raw.headers), await raw.read())
         if raw.path == "/api/v1/namespaces":
             return await namespaces(raw)  # the emulator cannot serve the Namespace collection
         return await original(self, raw)
@@ -367,3 +403,18 @@ def test_access_of_reads_requests_as_the_authorizer_does():
     assert access_of("DELETE", "/api/v1/namespaces/a/configmaps/c", {}) == Access("delete", "", "configmaps", "a", "c")
     assert access_of("GET", "/apis/apps/v1", {}) is None and access_of("GET", "/api", {}) is None
     assert access_of("GET", "/version", {}) is None
+
+
+def test_implied_accesses_are_what_the_authorizer_checks_besides_the_verb():
+    path = "/api/v1/namespaces/a/configmaps/c"
+    owner = {"apiVersion": "toolmodel.dev/v1alpha1", "kind": "ToolModel", "name": "m", "uid": "u"}
+    body = json.dumps({"metadata": {"name": "c", "ownerReferences": [{**owner, "blockOwnerDeletion": True}]}}).encode()
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    assert implied_accesses("PATCH", path, {}, apply, body) == [
+        Access("create", "", "configmaps", "a", "c"),
+        Access("update", "toolmodel.dev", "toolmodels/finalizers", "a", "m"),
+    ]
+    merge = {"Content-Type": "application/merge-patch+json"}
+    unblocking = json.dumps({"metadata": {"ownerReferences": [owner]}}).encode()
+    assert implied_accesses("PATCH", path, {}, merge, unblocking) == []
+    assert implied_accesses("GET", path, {}, {}, b"") == []

@@ -18,7 +18,7 @@ SCRIPTS = sorted((ROOT / "hack").glob("*.sh"))
 
 
 def test_the_scripts_are_there_and_executable():
-    assert {path.name for path in SCRIPTS} >= {"install-tools.sh", "e2e-kind.sh"}
+    assert {path.name for path in SCRIPTS} >= {"install-tools.sh", "e2e-kind.sh", "real-apiserver.sh"}
     for path in SCRIPTS:
         assert os.access(path, os.X_OK), f"{path} is not executable"
         lines = path.read_text().splitlines()
@@ -74,3 +74,15 @@ def test_e2e_kind_says_what_is_missing_and_stops(tmp_path: Path, fakes: dict[str
     done = run([bash, ROOT / "hack" / "e2e-kind.sh"], env={**os.environ, "PATH": str(tmp_path)}, timeout=30)
     assert done.returncode == 1
     assert message in done.stderr, done.stderr
+
+
+def test_real_apiserver_says_how_to_use_it_and_what_is_missing(tmp_path: Path):
+    script = ROOT / "hack" / "real-apiserver.sh"
+    done = run(["bash", script, "bogus"], timeout=30)
+    assert done.returncode == 2 and "usage:" in done.stderr
+    env = {**os.environ, "TOOLMODEL_REALK8S_CACHE": str(tmp_path / "cache")}
+    for command, message in (("start", "not built"), ("start-cel", "not built"), ("env", "nothing started")):
+        done = run(["bash", script, command], env=env, timeout=30)
+        assert done.returncode == 1 and message in done.stderr, (command, done.stderr)
+    done = run(["bash", script, "stop"], env=env, timeout=30)  # nothing to stop: fine
+    assert done.returncode == 0, done.stderr

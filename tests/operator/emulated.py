@@ -1,4 +1,4 @@
-"""The test side of the embedded cluster: an API server, the operator, and a client to act as kubectl."""
+"""The test side of a cluster: an API server (emulated or real), the operator, a client to act as kubectl."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -15,11 +15,22 @@ from toolmodel_operator.embedded import emulated_api_server, operator_thread
 from toolmodel_operator.handlers import OperatorConfig
 from toolmodel_operator.kube import KubeClient
 
+if TYPE_CHECKING:
+    from real import ControlPlane
+
 
 @dataclass
 class Cluster:
     url: str
-    client: KubeClient  # the test's own client, as kubectl would be
+    client: KubeClient  # the test's own client, as kubectl would be (an admin on a real server)
+    backend: str = "emulated"  # or "real"
+    namespace: str = "default"  # the test's own namespace
+    operator_connection: kopf.ConnectionInfo | None = None  # the operator's credentials; None: the test's
+    plane: ControlPlane | None = None  # the real control plane
+
+    @property
+    def real(self) -> bool:
+        return self.backend == "real"
 
 
 @asynccontextmanager
@@ -27,7 +38,7 @@ async def emulated_cluster() -> AsyncIterator[Cluster]:
     server = emulated_api_server()
     url = await asyncio.to_thread(server.__enter__)
     try:
-        async with KubeClient(kopf.ConnectionInfo(server=url)) as client:
+        async with KubeClient(kopf.ConnectionInfo(server=url), field_manager="test") as client:
             yield Cluster(url, client)
     finally:
         await asyncio.to_thread(server.__exit__, None, None, None)
@@ -35,9 +46,15 @@ async def emulated_cluster() -> AsyncIterator[Cluster]:
 
 @asynccontextmanager
 async def running_operator(
-    cluster: Cluster, *, liveness_endpoint: str | None = None, **settings: Any
+    cluster: Cluster,
+    *,
+    liveness_endpoint: str | None = None,
+    connection: kopf.ConnectionInfo | None = None,
+    **settings: Any,
 ) -> AsyncIterator[None]:
-    config = OperatorConfig(connection=kopf.ConnectionInfo(server=cluster.url), resync_seconds=0.5, **settings)
+    connection = connection or cluster.operator_connection or kopf.ConnectionInfo(server=cluster.url)
+    settings.setdefault("resync_seconds", 0.5)
+    config = OperatorConfig(connection=connection, **settings)
     running = operator_thread(config, liveness_endpoint=liveness_endpoint)
     await asyncio.to_thread(running.__enter__)
     try:

@@ -79,15 +79,21 @@ app.kubernetes.io/part-of: toolmodel
 The rules for the objects the operator serves, in one namespace or all. Each verb is used:
   toolmodels          get, list, watch     read, resync, kopf's watch
   toolmodels/status   patch                the status it computes
-  deployments         get, list, watch, create, patch     apply (get, create or merge-patch), watch
+  toolmodels/finalizers  update            no request: the children's owner references block their
+                                           owner's deletion (blockOwnerDeletion), which admission
+                                           (OwnerReferencesPermissionEnforcement) allows only to
+                                           who may update the owner's finalizers
+  deployments         get, list, watch, create, patch     apply (get, then server-side apply: patch,
+                                                          and create when it creates), watch
   services            get, list, watch, create, patch
   configmaps          get, list, watch, create, patch, delete   + its chat-template ConfigMap goes
                                                                   when the spec moves to the user's
   pods                list, watch          status from the pods, watch
   secrets             get                  a Secret a ToolModel names must exist (no list, no watch)
   events              create, list         kopf posts events; status reads the pods' events
-tests/chart/test_rbac.py runs the operator against an emulated API server and checks every request
-it makes against these rules.
+tests/chart/test_chart_rbac.py runs the operator against an emulated API server and checks every
+request it makes against these rules; tests/operator (backend "real") runs it on a real API server
+with the rendered ClusterRole, a ServiceAccount token and OwnerReferencesPermissionEnforcement.
 */}}
 {{- define "toolmodel-operator.namespacedRules" -}}
 - apiGroups: [toolmodel.dev]
@@ -96,6 +102,9 @@ it makes against these rules.
 - apiGroups: [toolmodel.dev]
   resources: [toolmodels/status]
   verbs: [patch]
+- apiGroups: [toolmodel.dev]
+  resources: [toolmodels/finalizers]
+  verbs: [update]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
