@@ -31,14 +31,19 @@ __all__ = [
     "SHORT_NAMES",
     "SINGULAR",
     "VERSION",
+    "AdapterClaim",
     "ApiKeySecretRef",
+    "AutoscalingSpec",
     "ChatTemplate",
     "ChatTemplateConfigMapRef",
     "Condition",
     "EmptyDirCache",
+    "EndpointPickerRef",
     "EnvVar",
     "GpuSpec",
     "HfTokenSecretRef",
+    "InferencePoolSpec",
+    "LoraAdapter",
     "ModelCache",
     "ObjectMeta",
     "ParallelismSpec",
@@ -48,6 +53,7 @@ __all__ = [
     "ServiceSpec",
     "ServingResources",
     "ServingSpec",
+    "Signal",
     "StorageSpec",
     "ToolCallingSpec",
     "ToolModel",
@@ -206,7 +212,32 @@ class StorageSpec(_ApiModel):
 
 
 class ParallelismSpec(_ApiModel):
-    """How the model is split across GPUs. One pod gets tensorParallelSize × pipelineParallelSize GPUs."""
+    """How the model is split across GPUs: tensorParallelSize × pipelineParallelSize GPUs per replica, in one
+    pod, or over several nodes (a LeaderWorkerSet: a leader pod and nodes - 1 workers per replica, joined by Ray)
+    when they are more than a node has."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.nodes) || "
+                    "(self.tensorParallelSize * self.pipelineParallelSize) % self.nodes == 0",
+                    "message": "nodes must divide tensorParallelSize × pipelineParallelSize: every node holds as many "
+                    "GPUs as the others",
+                },
+                {
+                    "rule": "!has(self.gpusPerNode) || "
+                    "(self.tensorParallelSize * self.pipelineParallelSize) % self.gpusPerNode == 0",
+                    "message": "gpusPerNode must divide tensorParallelSize × pipelineParallelSize",
+                },
+                {
+                    "rule": "!has(self.nodes) || !has(self.gpusPerNode) || "
+                    "self.nodes * self.gpusPerNode == self.tensorParallelSize * self.pipelineParallelSize",
+                    "message": "nodes × gpusPerNode must equal tensorParallelSize × pipelineParallelSize",
+                },
+            ]
+        }
+    )
 
     tensor_parallel_size: int = Field(
         default=1, ge=1, le=64, description="GPUs each layer is split across (vLLM --tensor-parallel-size)."
@@ -214,10 +245,54 @@ class ParallelismSpec(_ApiModel):
     pipeline_parallel_size: int = Field(
         default=1, ge=1, le=64, description="Pipeline stages the layers are split into (vLLM --pipeline-parallel-size)."
     )
+    nodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Nodes (pods) each replica spans. More than 1: a LeaderWorkerSet whose leader runs the Ray head "
+        "and vLLM (--distributed-executor-backend ray) and whose workers join it, each pod holding gpusPerNode GPUs; "
+        "needs LeaderWorkerSet (leaderworkerset.x-k8s.io) in the cluster. Default: 1 when tensorParallelSize × "
+        "pipelineParallelSize fit the operator's --max-gpus-per-node, else as many nodes of that many GPUs as they "
+        "need (with serving.engine sim, which uses no GPUs: 1).",
+    )
+    gpus_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="GPUs of each pod of a replica split over nodes; nodes × gpusPerNode = tensorParallelSize × "
+        "pipelineParallelSize. Default: worked out from nodes.",
+    )
+
+    @model_validator(mode="after")
+    def _nodes_divide_the_gpus(self) -> ParallelismSpec:
+        gpus = self.gpus_per_pod
+        product = f"tensorParallelSize × pipelineParallelSize = {gpus} GPUs"
+        if self.nodes is not None and gpus % self.nodes:
+            raise ValueError(
+                f"parallelism.nodes {self.nodes} does not divide {product}: every node holds as many GPUs as the "
+                f"others; use {_divisors_text(gpus)} nodes"
+            )
+        if self.gpus_per_node is not None and gpus % self.gpus_per_node:
+            raise ValueError(
+                f"parallelism.gpusPerNode {self.gpus_per_node} does not divide {product}; use one of "
+                f"{_divisors_text(gpus)}"
+            )
+        if self.nodes is not None and self.gpus_per_node is not None and self.nodes * self.gpus_per_node != gpus:
+            raise ValueError(
+                f"parallelism.nodes × gpusPerNode = {self.nodes * self.gpus_per_node} GPUs, but {product}; set one of "
+                "nodes or gpusPerNode, and the other follows"
+            )
+        return self
 
     @property
     def gpus_per_pod(self) -> int:
+        """tensorParallelSize × pipelineParallelSize: the GPUs of one replica (of its one pod, on one node)."""
         return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+def _divisors_text(number: int) -> str:
+    divisors = [str(d) for d in range(1, number + 1) if number % d == 0]
+    return ", ".join(divisors[:-1]) + " or " + divisors[-1] if len(divisors) > 1 else divisors[0]
 
 
 class GpuSpec(_ApiModel):
@@ -321,6 +396,67 @@ class ToolCallingSpec(_ApiModel):
     )
 
 
+# -- spec.adapters --------------------------------------------------------------------------------
+
+_ADAPTER_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+_HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+_RELATIVE_PATH = r"^[^/]+(/[^/]+)*$"
+
+
+class AdapterClaim(_ApiModel):
+    """A PersistentVolumeClaim holding an adapter, mounted read-only into the engine's pods."""
+
+    claim_name: str = Field(min_length=1, description="The claim's name, in the ToolModel's namespace.")
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=_RELATIVE_PATH,
+        description="The adapter's directory inside the volume (adapter_config.json and the weights). Default: the "
+        "volume's root.",
+    )
+
+    @model_validator(mode="after")
+    def _inside_the_volume(self) -> AdapterClaim:
+        if self.path is not None and ".." in self.path.split("/"):
+            raise ValueError(f"path {self.path!r} must stay inside the volume: no '..'")
+        return self
+
+
+class LoraAdapter(_ApiModel):
+    """A LoRA adapter vLLM serves beside the base model (--lora-modules NAME=SOURCE): clients send its name as
+    "model", and the tool-call dialect stays the base model's."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.huggingFace) != has(self.persistentVolumeClaim)",
+                    "message": "set exactly one of huggingFace or persistentVolumeClaim",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(
+        pattern=_ADAPTER_NAME,
+        description="The model name clients send for this adapter (letters, digits, '.', '_' and '-'; at most 63).",
+    )
+    hugging_face: str | None = Field(
+        default=None,
+        pattern=_HUB_ID,
+        description="A Hugging Face repository holding the adapter (org/name), which vLLM downloads into the cache.",
+    )
+    persistent_volume_claim: AdapterClaim | None = Field(
+        default=None, description="A PersistentVolumeClaim holding the adapter, mounted read-only at /adapters/NAME."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> LoraAdapter:
+        if (self.hugging_face is None) == (self.persistent_volume_claim is None):
+            raise ValueError(f"adapter {self.name!r}: set exactly one of huggingFace or persistentVolumeClaim")
+        return self
+
+
 # -- spec.serving ---------------------------------------------------------------------------------
 
 
@@ -355,6 +491,98 @@ class ServiceSpec(_ApiModel):
     port: int = Field(default=8000, ge=1, le=65535, description="The Service's port.")
 
 
+Signal = Literal["queueDepth", "runningRequests", "kvCacheUsage", "proxyInFlight"]
+
+
+class AutoscalingSpec(_ApiModel):
+    """Replicas that follow the load: a KEDA ScaledObject (a Prometheus query) or a HorizontalPodAutoscaler
+    (autoscaling/v2, a Pods metric through a metrics adapter) scales the Deployment or LeaderWorkerSet, and the
+    operator leaves its replicas alone."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.maxReplicas >= self.minReplicas", "message": "maxReplicas must be at least minReplicas"},
+                {
+                    "rule": "!has(self.target) || self.signal != 'kvCacheUsage' || self.target <= 1.0",
+                    "message": "a kvCacheUsage target is the fraction of the KV cache in use: at most 1",
+                },
+            ]
+        }
+    )
+
+    min_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="The fewest replicas (at least 1: every signal comes from the serving pods themselves, so with "
+        "none there would be nothing to scale up from).",
+    )
+    max_replicas: int = Field(ge=1, le=1000, description="The most replicas, each with its own GPUs.")
+    signal: Signal = Field(
+        default="queueDepth",
+        description="What is held at the target, per replica: queueDepth (requests waiting in the engine, "
+        "vllm:num_requests_waiting), runningRequests (vllm:num_requests_running), kvCacheUsage (the fraction of "
+        "the KV cache in use, vllm:kv_cache_usage_perc) or proxyInFlight (requests the proxy is serving, "
+        "toolmodel_proxy_requests_in_flight).",
+    )
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="The signal's value per replica the autoscaler aims for. Default: queueDepth 5, "
+        "runningRequests 32, kvCacheUsage 0.8, proxyInFlight 32.",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long the load must stay low before replicas are removed (the scale-down stabilization "
+        "window): a replica takes minutes to load its model again.",
+    )
+    via: Literal["keda", "hpa"] | None = Field(
+        default=None,
+        description="keda: a KEDA ScaledObject querying the operator's Prometheus (its --prometheus-address). hpa: "
+        "a HorizontalPodAutoscaler on a Pods metric of that name, served by a metrics adapter such as "
+        "prometheus-adapter. Default: keda when KEDA is installed, else hpa.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"autoscaling.maxReplicas {self.max_replicas} is below minReplicas {self.min_replicas}: raise "
+                "maxReplicas or lower minReplicas"
+            )
+        if self.signal == "kvCacheUsage" and self.target is not None and self.target > 1:
+            raise ValueError(
+                f"autoscaling.target {self.target} for kvCacheUsage: the signal is the fraction of the KV cache in "
+                "use, so the target is at most 1 (e.g. 0.8)"
+            )
+        return self
+
+
+class EndpointPickerRef(_ApiModel):
+    """The Service of the Gateway API Inference Extension's endpoint picker (EPP) for the pool."""
+
+    name: str = Field(min_length=1, max_length=253, description="The endpoint picker's Service.")
+    port: int = Field(ge=1, le=65535, description="The Service's port.")
+    failure_mode: Literal["FailOpen", "FailClose"] | None = Field(
+        default=None,
+        description="What the gateway does when the picker does not answer: FailOpen routes anyway, FailClose "
+        "(the extension's default) refuses.",
+    )
+
+
+class InferencePoolSpec(_ApiModel):
+    """An InferencePool (inference.networking.k8s.io/v1) holding the ToolModel's serving pods on the proxy's
+    port, for a Gateway that routes through the Gateway API Inference Extension."""
+
+    endpoint_picker_ref: EndpointPickerRef | None = Field(
+        default=None, description="The endpoint picker that chooses a pod for each request."
+    )
+
+
 class ApiKeySecretRef(_ApiModel):
     """A key of a Secret in the ToolModel's namespace holding the API key clients must send."""
 
@@ -363,10 +591,14 @@ class ApiKeySecretRef(_ApiModel):
 
 
 class ServingSpec(_ApiModel):
-    """The Deployment and Service serving the model."""
+    """The workload (a Deployment, or a LeaderWorkerSet across nodes) and the Service serving the model."""
 
     replicas: int = Field(
-        default=1, ge=0, le=1000, description="Pods serving the model; each gets its own GPUs (at most 1000)."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Replicas serving the model (a pod each, or a group of pods on parallelism.nodes nodes); each "
+        "gets its own GPUs (at most 1000). Not used under autoscaling.",
     )
     engine: Literal["vllm", "sim"] = Field(
         default="vllm",
@@ -418,6 +650,14 @@ class ServingSpec(_ApiModel):
         description="How long the engine may take to download and load the model before its pod is restarted "
         "(the startup probe's budget).",
     )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Scale the replicas on a load signal instead of keeping serving.replicas."
+    )
+    inference_pool: InferencePoolSpec | None = Field(
+        default=None,
+        description="Also make an InferencePool (inference.networking.k8s.io/v1) of the serving pods, for the "
+        "Gateway API Inference Extension; needs its CRDs in the cluster.",
+    )
 
 
 # -- the spec and the object ----------------------------------------------------------------------
@@ -425,6 +665,18 @@ class ServingSpec(_ApiModel):
 
 class ToolModelSpec(_ApiModel):
     """A model served by vLLM with working OpenAI tool calling."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(!has(self.maxLoras) && !has(self.maxLoraRank)) || "
+                    "(has(self.adapters) && size(self.adapters) > 0)",
+                    "message": "maxLoras and maxLoraRank are for adapters: set adapters, or leave them out",
+                }
+            ]
+        }
+    )
 
     model: str = Field(
         min_length=1,
@@ -463,6 +715,25 @@ class ToolModelSpec(_ApiModel):
         "Arguments the spec has fields for are refused.",
     )
     env: list[EnvVar] = Field(default_factory=list, max_length=256, description="More engine environment variables.")
+    adapters: list[LoraAdapter] = Field(
+        default_factory=list,
+        max_length=64,
+        description="LoRA adapters served beside the model (vLLM --enable-lora --lora-modules); clients send an "
+        'adapter\'s name as "model".',
+        # Unique names, as the API server checks a list keyed by a field (no CEL rule: its cost would be quadratic).
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    max_loras: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Adapters one batch may hold (vLLM --max-loras); each takes GPU memory. Default: the number of "
+        "adapters.",
+    )
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = Field(
+        default=None,
+        description="The highest rank of the adapters (vLLM --max-lora-rank). Default: vLLM's (16).",
+    )
     storage: StorageSpec = Field(
         default_factory=StorageSpec,
         description="The model cache volume and the Hugging Face token.",
@@ -470,7 +741,7 @@ class ToolModelSpec(_ApiModel):
     )
     parallelism: ParallelismSpec = Field(
         default_factory=ParallelismSpec,
-        description="Tensor and pipeline parallelism.",
+        description="Tensor and pipeline parallelism, and the nodes a replica spans.",
         json_schema_extra={"default": {}},
     )
     gpu: GpuSpec = Field(
@@ -485,7 +756,7 @@ class ToolModelSpec(_ApiModel):
     )
     serving: ServingSpec = Field(
         default_factory=ServingSpec,
-        description="Replicas, engine, images, resources and the Service.",
+        description="Replicas or autoscaling, engine, images, resources, the Service and an InferencePool.",
         json_schema_extra={"default": {}},
     )
 

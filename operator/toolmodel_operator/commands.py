@@ -12,6 +12,7 @@ import yaml
 from .api import KIND
 from .crd import crd_yaml
 from .render import DEFAULT_MAX_GPUS_PER_NODE, InvalidSpec, render
+from .scale_out import DEFAULT_PROMETHEUS_ADDRESS, AutoscalingDefaults
 
 __all__ = ["crd_main", "dump_manifests", "render_main"]
 
@@ -85,7 +86,21 @@ def render_main(argv: Sequence[str]) -> int:
         default=DEFAULT_MAX_GPUS_PER_NODE,
         help=f"refuse pods needing more GPUs than this (default {DEFAULT_MAX_GPUS_PER_NODE})",
     )
+    parser.add_argument(
+        "--autoscaler",
+        choices=("keda", "hpa"),
+        default="keda",
+        help="what serving.autoscaling without `via` becomes: a KEDA ScaledObject (the operator's choice where KEDA "
+        "is installed) or a HorizontalPodAutoscaler (default keda)",
+    )
+    parser.add_argument(
+        "--prometheus-address",
+        default=DEFAULT_PROMETHEUS_ADDRESS,
+        metavar="URL",
+        help=f"the Prometheus a ScaledObject queries (default {DEFAULT_PROMETHEUS_ADDRESS})",
+    )
     options = parser.parse_args(list(argv))
+    autoscaling = AutoscalingDefaults(via=options.autoscaler, prometheus_address=options.prometheus_address)
 
     manifests: list[dict[str, Any]] = []
     sources: list[str] = []
@@ -101,7 +116,7 @@ def render_main(argv: Sequence[str]) -> int:
                     metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
                     document = {**document, "metadata": {**metadata, "namespace": options.namespace}}
                 try:
-                    rendered = render(document, max_gpus_per_node=options.max_gpus_per_node)
+                    rendered = render(document, max_gpus_per_node=options.max_gpus_per_node, autoscaling=autoscaling)
                 except InvalidSpec as error:
                     raise _InputError(f"{where}: invalid {KIND}: {error}") from None
                 manifests += rendered

@@ -93,7 +93,8 @@ def openapi_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "A model served by vLLM with working OpenAI tool calling: the operator runs a Deployment "
-        "(the engine and a tool-call proxy sidecar), a Service and a chat-template ConfigMap for it.",
+        "(the engine and a tool-call proxy sidecar; a LeaderWorkerSet for a model spread over several nodes), a "
+        "Service and a chat-template ConfigMap for it, and on request an autoscaler and an InferencePool.",
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "toolmodel.dev/v1alpha1"},

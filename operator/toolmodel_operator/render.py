@@ -1,9 +1,10 @@
 """A ToolModel's desired objects: a pure function from the object to Kubernetes manifests.
 
 No I/O and no clock: the same ToolModel always gives the same manifests, in the same order
-(ConfigMap, Deployment, Service), so the handlers can apply them and tests can compare them.
-``InvalidSpec`` is raised for what the CRD schema cannot check: names from the dialect registry,
-a vLLM parser for native mode, GPUs per node, an inferable dialect.
+(ConfigMap, Deployment or LeaderWorkerSet, Service, ScaledObject or HorizontalPodAutoscaler,
+InferencePool), so the handlers can apply them and tests can compare them. ``InvalidSpec`` is raised
+for what the CRD schema cannot check: names from the dialect registry, a vLLM parser for native mode,
+GPUs per node, an inferable dialect. ``scale_out`` holds the parts beyond one pod and a fixed count.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -27,21 +28,38 @@ from .api import (
     DEFAULT_ENGINE_IMAGE,
     DEFAULT_PROXY_IMAGE,
     KIND,
+    LoraAdapter,
     ResourceRequirements,
     ToolModel,
     ToolModelSpec,
     default_served_model_name,
 )
+from .scale_out import (
+    LWS_API_VERSION,
+    LWS_WORKER_INDEX_LABEL,
+    MAX_MULTI_NODE_NAME,
+    RAY_HEAD_PORT,
+    AutoscalingDefaults,
+    InvalidLayout,
+    Layout,
+    autoscaler,
+    compute_layout,
+    inference_pool,
+    leader_worker_set_name,
+)
 
 __all__ = [
+    "ADAPTERS_PATH",
     "CHAT_TEMPLATE_HASH_ANNOTATION",
     "CHAT_TEMPLATE_KEY",
     "CHAT_TEMPLATE_PATH",
     "ENGINE_PORT",
     "PROXY_PORT",
+    "AutoscalingDefaults",
     "ChatTemplateSource",
     "ImageDefaults",
     "InvalidSpec",
+    "Layout",
     "Reference",
     "ResolvedSpec",
     "chat_template_config_map_name",
@@ -50,10 +68,12 @@ __all__ = [
     "engine_arguments",
     "infer_dialect",
     "instance_labels",
+    "layout",
     "parse_tool_model",
     "render",
     "resolve_dialect",
     "resolved",
+    "workload",
 ]
 
 ENGINE_PORT = 8001  # the engine listens here; only the proxy talks to it
@@ -63,6 +83,7 @@ CHAT_TEMPLATE_DIR = "/etc/toolmodel/chat-template"
 CHAT_TEMPLATE_KEY = "chat-template.jinja"
 CHAT_TEMPLATE_PATH = f"{CHAT_TEMPLATE_DIR}/{CHAT_TEMPLATE_KEY}"
 CHAT_TEMPLATE_HASH_ANNOTATION = "toolmodel.dev/chat-template-hash"
+ADAPTERS_PATH = "/adapters"  # a LoRA adapter from a PersistentVolumeClaim is mounted at /adapters/NAME
 DEFAULT_MAX_GPUS_PER_NODE = 8
 
 # The engine runs the OpenAI server module rather than the image's ENTRYPOINT: the entrypoint
@@ -72,10 +93,43 @@ DEFAULT_MAX_GPUS_PER_NODE = 8
 VLLM_COMMAND = ("python3", "-m", "vllm.entrypoints.openai.api_server")
 SIM_COMMAND = ("toolmodel", "sim")
 
+# A replica on several nodes: the leader starts the Ray head, waits until every node of its group has
+# joined (vLLM refuses to start with fewer GPUs than TP x PP), then runs the same server as one node
+# does, with the engine's arguments ("$@"). TOOLMODEL_RAY_NODES is the group's size. Were a worker not
+# to come, the startup probe's budget runs out and the group is recreated.
+RAY_LEADER_SCRIPT = f"""set -e
+ray start --head --port={RAY_HEAD_PORT} --disable-usage-stats
+until python3 -c 'import os, ray
+ray.init(address="auto", logging_level="ERROR")
+alive, size = sum(1 for node in ray.nodes() if node["Alive"]), int(os.environ["TOOLMODEL_RAY_NODES"])
+print(f"Ray: {{alive}} of {{size}} nodes have joined", flush=True)
+raise SystemExit(alive < size)'; do
+  sleep 5
+done
+exec {" ".join(VLLM_COMMAND)} "$@"
+"""
+# A worker joins its leader's Ray head (LWS_LEADER_ADDRESS, set by LeaderWorkerSet) and stays with it;
+# vLLM's workers run in it as Ray actors. When its Ray node ends, so does the container, and
+# LeaderWorkerSet recreates the group (restartPolicy RecreateGroupOnPodRestart).
+RAY_WORKER_SCRIPT = f"""\
+until ray start --address="$LWS_LEADER_ADDRESS:{RAY_HEAD_PORT}" --disable-usage-stats --block; do
+  echo "Ray: waiting for the head at $LWS_LEADER_ADDRESS:{RAY_HEAD_PORT}"
+  sleep 5
+done
+"""
+# The simulated engine needs no workers: a worker pod holds a node's place and waits, ending on SIGTERM.
+SIM_WORKER_COMMAND = (
+    "python3",
+    "-c",
+    "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()",
+)
+
 _NAME = "toolmodel"
 _MANAGED_BY = "toolmodel-operator"
 _SERVER_COMPONENT = "server"
 _TEMPLATE_COMPONENT = "chat-template"
+_AUTOSCALER_COMPONENT = "autoscaler"
+_POOL_COMPONENT = "inference-pool"
 _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 # Small: the proxy only relays and parses text. Also the sim engine's default.
@@ -110,6 +164,15 @@ _MANAGED_ENGINE_FLAGS: dict[str, str | None] = {
     "--enable-auto-tool-choice": "spec.toolCalling.mode",
     "--tool-call-parser": "spec.toolCalling.mode",
 }
+# Also the operator's, with adapters: they set them.
+_LORA_ENGINE_FLAGS: dict[str, str | None] = {
+    "--enable-lora": "spec.adapters",
+    "--lora-modules": "spec.adapters",
+    "--max-loras": "spec.maxLoras",
+    "--max-lora-rank": "spec.maxLoraRank",
+}
+# Also the operator's, on several nodes: the leader runs vLLM on Ray.
+_MULTI_NODE_ENGINE_FLAGS: dict[str, str | None] = {"--distributed-executor-backend": "spec.parallelism.nodes"}
 
 
 class InvalidSpec(ValueError):
@@ -249,16 +312,27 @@ def _chat_template(name: str, spec: ToolModelSpec, dialect: Dialect) -> ChatTemp
     return ChatTemplateSource(ours, CHAT_TEMPLATE_KEY, dialect.template, dialect.template)
 
 
-def _check_parallelism(spec: ToolModelSpec, max_gpus_per_node: int) -> None:
-    if spec.serving.engine != "vllm":
-        return  # the simulator uses no GPUs
-    gpus = spec.parallelism.gpus_per_pod
-    if gpus > max_gpus_per_node:
-        raise InvalidSpec(
-            "spec.parallelism",
-            f"parallelism.tensorParallelSize × pipelineParallelSize = {gpus} GPUs in one pod, more than the "
-            f"{max_gpus_per_node} GPUs of a node; lower tensorParallelSize or pipelineParallelSize",
-        )
+def layout(obj: Mapping[str, Any], max_gpus_per_node: int = DEFAULT_MAX_GPUS_PER_NODE) -> Layout:
+    """The nodes each replica of this ToolModel spans (one: a Deployment; more: a LeaderWorkerSet)."""
+    return _layout(resolved(obj), max_gpus_per_node)
+
+
+def _layout(resolution: ResolvedSpec, max_gpus_per_node: int) -> Layout:
+    try:
+        found = compute_layout(resolution.spec, max_gpus_per_node)
+    except InvalidLayout as error:
+        raise InvalidSpec(error.field, error.message) from None
+    if found.multi_node:
+        name = resolution.name
+        if len(name) > MAX_MULTI_NODE_NAME:
+            raise InvalidSpec(
+                "metadata.name",
+                f"metadata.name {name!r} is too long for a ToolModel on several nodes: at most {MAX_MULTI_NODE_NAME} "
+                f"characters, as its LeaderWorkerSet ({leader_worker_set_name(name)}) names StatefulSets and pods "
+                "after it, whose names Kubernetes limits",
+            )
+        _check_engine_args(resolution.spec, _MULTI_NODE_ENGINE_FLAGS, only=True)
+    return found
 
 
 def _check_native_mode(spec: ToolModelSpec, dialect: Dialect) -> None:
@@ -271,15 +345,43 @@ def _check_native_mode(spec: ToolModelSpec, dialect: Dialect) -> None:
         )
 
 
-def _check_engine_args(spec: ToolModelSpec) -> None:
+def _check_engine_args(
+    spec: ToolModelSpec, managed: Mapping[str, str | None] = _MANAGED_ENGINE_FLAGS, *, only: bool = False
+) -> None:
+    """engineArgs may not set what the operator sets: ``managed`` (flag -> the field to use instead), and the
+    adapters' flags when the spec has adapters (unless ``only``)."""
+    if not only and spec.adapters:
+        managed = {**managed, **_LORA_ENGINE_FLAGS}
     for index, argument in enumerate(spec.engine_args):
         flag = argument.split("=", 1)[0]
         flag = "-" * (len(flag) - len(flag.lstrip("-"))) + flag.lstrip("-").replace("_", "-")
-        if flag not in _MANAGED_ENGINE_FLAGS:
+        if flag not in managed:
             continue
-        instead = _MANAGED_ENGINE_FLAGS[flag]
+        instead = managed[flag]
         fix = f"set {instead} instead" if instead else "the operator sets it to wire the engine to the proxy"
         raise InvalidSpec(f"spec.engineArgs[{index}]", f"engineArgs may not contain {flag}: {fix}")
+
+
+def _check_adapters(spec: ToolModelSpec) -> None:
+    served = spec.served_model_name or default_served_model_name(spec.model)
+    seen: dict[str, int] = {}
+    for index, adapter in enumerate(spec.adapters):
+        if adapter.name == served:
+            raise InvalidSpec(
+                f"spec.adapters[{index}].name",
+                f"adapters[{index}].name {adapter.name!r} is the served model's own name; give the adapter another",
+            )
+        if adapter.name in seen:
+            raise InvalidSpec(
+                f"spec.adapters[{index}].name",
+                f"adapters[{index}].name {adapter.name!r} is also adapters[{seen[adapter.name]}]'s; names must be "
+                "unique",
+            )
+        seen[adapter.name] = index
+    if not spec.adapters:
+        for field, value in (("maxLoras", spec.max_loras), ("maxLoraRank", spec.max_lora_rank)):
+            if value is not None:
+                raise InvalidSpec(f"spec.{field}", f"{field} is for LoRA adapters: set spec.adapters, or leave it out")
 
 
 def _check_tokenizer_mode(spec: ToolModelSpec, dialect: Dialect) -> None:
@@ -379,6 +481,7 @@ def resolved(obj: Mapping[str, Any]) -> ResolvedSpec:
     _check_native_mode(spec, dialect)
     _check_engine_args(spec)
     _check_tokenizer_mode(spec, dialect)
+    _check_adapters(spec)
     return ResolvedSpec(tool_model, dialect, template, dialect_reason)
 
 
@@ -405,31 +508,72 @@ def _with_default_images(tool_model: ToolModel, images: ImageDefaults) -> ToolMo
     return tool_model.model_copy(update={"spec": spec})
 
 
+_AUTOSCALING_DEFAULTS = AutoscalingDefaults()
+
+
 def render(
     obj: Mapping[str, Any],
     *,
     max_gpus_per_node: int = DEFAULT_MAX_GPUS_PER_NODE,
     referenced_template: str | None = None,
     images: ImageDefaults = ImageDefaults(),
+    autoscaling: AutoscalingDefaults = _AUTOSCALING_DEFAULTS,
 ) -> list[dict[str, Any]]:
-    """The objects serving this ToolModel: [ConfigMap (unless configMapRef or none), Deployment, Service].
+    """The objects serving this ToolModel: [ConfigMap (unless configMapRef or none), Deployment (one node) or
+    LeaderWorkerSet (several), Service, then ScaledObject or HorizontalPodAutoscaler (serving.autoscaling),
+    InferencePool (serving.inferencePool)].
 
     ``referenced_template`` is the text of the user's configMapRef template when the caller has
     read it: the pods' template hash then covers the text, so they roll when it changes.
+    ``autoscaling``: the backend for a spec that names none, and KEDA's Prometheus. An autoscaled
+    workload has no ``spec.replicas``: the autoscaler owns it.
     """
     resolution = resolved(obj)
-    _check_parallelism(resolution.spec, max_gpus_per_node)
+    spread = _layout(resolution, max_gpus_per_node)
     template = resolution.chat_template
     if template is not None and template.text is None and referenced_template is not None:
         template = replace(template, fingerprint=f"{template.fingerprint}\n{referenced_template}")
     tool_model = _with_default_images(resolution.tool_model, images)
+    dialect = resolution.dialect_definition
 
     manifests: list[dict[str, Any]] = []
     if template is not None and template.text is not None:
         manifests.append(_config_map(tool_model, template))
-    manifests.append(_deployment(tool_model, resolution.dialect_definition, template))
-    manifests.append(_service(tool_model))
+    if spread.multi_node:
+        manifests.append(_leader_worker_set(tool_model, dialect, template, spread))
+    else:
+        manifests.append(_deployment(tool_model, dialect, template))
+    manifests.append(_service(tool_model, spread))
+    serving = tool_model.spec.serving
+    if serving.autoscaling is not None:
+        target = workload(manifests)
+        scaler = autoscaler(
+            serving.autoscaling,
+            metadata=_metadata(tool_model, tool_model.metadata.name, _AUTOSCALER_COMPONENT),
+            namespace=_namespace(tool_model),
+            name=tool_model.metadata.name,
+            target={"apiVersion": target["apiVersion"], "kind": target["kind"], "name": target["metadata"]["name"]},
+            defaults=autoscaling,
+        )
+        manifests.append(scaler)
+    if serving.inference_pool is not None:
+        pool = inference_pool(
+            serving.inference_pool,
+            metadata=_metadata(tool_model, tool_model.metadata.name, _POOL_COMPONENT),
+            selector=_serving_selector(tool_model.metadata.name, spread),
+            port=PROXY_PORT,
+        )
+        manifests.append(pool)
     return [_unshared(manifest) for manifest in manifests]
+
+
+def workload(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The Deployment or LeaderWorkerSet among ``render``'s manifests."""
+    (found,) = [m for m in manifests if (m["apiVersion"], m["kind"]) in _WORKLOADS]
+    return dict(found)
+
+
+_WORKLOADS = {("apps/v1", "Deployment"), (LWS_API_VERSION, "LeaderWorkerSet")}
 
 
 def _unshared(node: Any) -> Any:
@@ -502,7 +646,7 @@ def _config_map(tool_model: ToolModel, template: ChatTemplateSource) -> dict[str
     }
 
 
-def _service(tool_model: ToolModel) -> dict[str, Any]:
+def _service(tool_model: ToolModel, spread: Layout) -> dict[str, Any]:
     service = tool_model.spec.serving.service
     return {
         "apiVersion": "v1",
@@ -510,7 +654,7 @@ def _service(tool_model: ToolModel) -> dict[str, Any]:
         "metadata": _metadata(tool_model, tool_model.metadata.name, _SERVER_COMPONENT),
         "spec": {
             "type": service.type,
-            "selector": instance_labels(tool_model.metadata.name),
+            "selector": _serving_selector(tool_model.metadata.name, spread),
             "ports": [
                 {"name": "http", "port": service.port, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
             ],
@@ -518,8 +662,19 @@ def _service(tool_model: ToolModel) -> dict[str, Any]:
     }
 
 
-def engine_arguments(spec: ToolModelSpec, dialect: Dialect, chat_template_mounted: bool) -> list[str]:
-    """The engine's arguments: vLLM's OpenAI server flags, taken as they are by `toolmodel sim` too."""
+def _serving_selector(name: str, spread: Layout) -> dict[str, str]:
+    """The pods that answer requests: all of a Deployment's; of a LeaderWorkerSet, the leaders (the proxy
+    and vLLM's API server run there)."""
+    if spread.multi_node:
+        return {**instance_labels(name), LWS_WORKER_INDEX_LABEL: "0"}
+    return instance_labels(name)
+
+
+def engine_arguments(
+    spec: ToolModelSpec, dialect: Dialect, chat_template_mounted: bool, *, distributed: bool = False
+) -> list[str]:
+    """The engine's arguments: vLLM's OpenAI server flags, taken as they are by `toolmodel sim` too.
+    ``distributed``: the leader of a replica on several nodes (vLLM on Ray)."""
     arguments = [
         "--model",
         spec.model,
@@ -534,6 +689,8 @@ def engine_arguments(spec: ToolModelSpec, dialect: Dialect, chat_template_mounte
     ]
     if spec.parallelism.pipeline_parallel_size > 1:
         arguments += ["--pipeline-parallel-size", str(spec.parallelism.pipeline_parallel_size)]
+    if distributed:
+        arguments += ["--distributed-executor-backend", "ray"]
     if spec.max_model_len is not None:
         arguments += ["--max-model-len", str(spec.max_model_len)]
     if spec.dtype is not None:
@@ -550,44 +707,113 @@ def engine_arguments(spec: ToolModelSpec, dialect: Dialect, chat_template_mounte
         arguments += ["--chat-template", CHAT_TEMPLATE_PATH]
     if spec.tool_calling.mode == "native" and dialect.vllm_parser is not None:
         arguments += ["--enable-auto-tool-choice", "--tool-call-parser", dialect.vllm_parser]
+    if spec.adapters:
+        modules = [f"{adapter.name}={_adapter_source(adapter)}" for adapter in spec.adapters]
+        arguments += ["--enable-lora", "--lora-modules", *modules]
+        arguments += ["--max-loras", str(spec.max_loras or len(spec.adapters))]
+        if spec.max_lora_rank is not None:
+            arguments += ["--max-lora-rank", str(spec.max_lora_rank)]
     return arguments + list(spec.engine_args)
+
+
+def _adapter_source(adapter: LoraAdapter) -> str:
+    """A hub id vLLM downloads, or where the adapter's claim is mounted."""
+    return adapter.hugging_face if adapter.hugging_face is not None else f"{ADAPTERS_PATH}/{adapter.name}"
 
 
 def _deployment(tool_model: ToolModel, dialect: Dialect, template: ChatTemplateSource | None) -> dict[str, Any]:
     spec = tool_model.spec
     name = tool_model.metadata.name
-    fingerprint = template.fingerprint if template is not None else "model's own chat template"
-    annotations = {
-        **spec.serving.pod_annotations,
-        CHAT_TEMPLATE_HASH_ANNOTATION: hashlib.sha256(fingerprint.encode()).hexdigest(),
-        "kubectl.kubernetes.io/default-container": "engine",  # `kubectl logs` shows vLLM's log
+    one_node = Layout(1, spec.parallelism.gpus_per_pod)
+    deployment_spec: dict[str, Any] = {
+        "replicas": spec.serving.replicas,
+        "selector": {"matchLabels": instance_labels(name)},
+        # Replace pods one at a time and never add one first: a surge pod would need GPUs
+        # beyond those the ToolModel already holds.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+        # Past the startup probe's budget, with room for scheduling and pulling the image,
+        # so a slow model download is not reported as a stalled rollout.
+        "progressDeadlineSeconds": spec.serving.startup_timeout_seconds + 600,
+        "template": _pod_template(tool_model, dialect, template, one_node, "server"),
     }
+    if spec.serving.autoscaling is not None:
+        del deployment_spec["replicas"]  # the autoscaler's
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(tool_model, name, _SERVER_COMPONENT),
+        "spec": deployment_spec,
+    }
+
+
+def _leader_worker_set(
+    tool_model: ToolModel, dialect: Dialect, template: ChatTemplateSource | None, spread: Layout
+) -> dict[str, Any]:
+    """A replica on ``spread.nodes`` nodes: a group of a leader (Ray head, vLLM's server, the proxy) and
+    workers (Ray nodes), created, restarted and rolled as one."""
+    spec = tool_model.spec
+    lws_spec: dict[str, Any] = {
+        "replicas": spec.serving.replicas,
+        # Workers start with their leader and join its Ray head once it is up.
+        "startupPolicy": "LeaderCreated",
+        # As the Deployment: one group at a time, none added first (it would need a whole group's GPUs).
+        "rolloutStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
+        },
+        "leaderWorkerTemplate": {
+            "size": spread.nodes,
+            # A Ray cluster does not survive losing a node: any pod's restart recreates the group.
+            "restartPolicy": "RecreateGroupOnPodRestart",
+            "leaderTemplate": _pod_template(tool_model, dialect, template, spread, "leader"),
+            "workerTemplate": _pod_template(tool_model, dialect, template, spread, "worker"),
+        },
+    }
+    if spec.serving.autoscaling is not None:
+        del lws_spec["replicas"]  # the autoscaler's
+    return {
+        "apiVersion": LWS_API_VERSION,
+        "kind": "LeaderWorkerSet",
+        "metadata": _metadata(tool_model, leader_worker_set_name(tool_model.metadata.name), _SERVER_COMPONENT),
+        "spec": lws_spec,
+    }
+
+
+def _pod_template(
+    tool_model: ToolModel,
+    dialect: Dialect,
+    template: ChatTemplateSource | None,
+    spread: Layout,
+    role: Literal["server", "leader", "worker"],
+) -> dict[str, Any]:
+    """A serving pod: the engine and the proxy (a one-node ``server``, or a group's ``leader``), or a
+    group's ``worker`` (the engine's Ray node alone)."""
+    spec = tool_model.spec
+    name = tool_model.metadata.name
+    annotations = dict(spec.serving.pod_annotations)
+    if role == "worker":
+        containers = [_worker_container(spec, spread)]
+        volumes = _volumes(spec, None, spread, worker=True)
+    else:
+        fingerprint = template.fingerprint if template is not None else "model's own chat template"
+        annotations[CHAT_TEMPLATE_HASH_ANNOTATION] = hashlib.sha256(fingerprint.encode()).hexdigest()
+        containers = [
+            _engine_container(spec, dialect, template, spread, leader=role == "leader"),
+            _proxy_container(spec, dialect),
+        ]
+        volumes = _volumes(spec, template, spread)
+    annotations["kubectl.kubernetes.io/default-container"] = "engine"  # `kubectl logs` shows vLLM's log
     # The operator's labels win: the selector depends on them.
     pod_labels = {**spec.serving.pod_labels, **_labels(name, _SERVER_COMPONENT)}
     pod_spec: dict[str, Any] = {
-        "containers": [_engine_container(spec, dialect, template), _proxy_container(spec, dialect)],
-        "volumes": _volumes(spec, template),
+        "containers": containers,
+        "volumes": volumes,
         "terminationGracePeriodSeconds": 60,
         "enableServiceLinks": False,  # the engine's env stays free of other Services' variables
         "automountServiceAccountToken": False,  # neither container talks to the API server
         **_scheduling(spec),
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(tool_model, name, _SERVER_COMPONENT),
-        "spec": {
-            "replicas": spec.serving.replicas,
-            "selector": {"matchLabels": instance_labels(name)},
-            # Replace pods one at a time and never add one first: a surge pod would need GPUs
-            # beyond those the ToolModel already holds.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-            # Past the startup probe's budget, with room for scheduling and pulling the image,
-            # so a slow model download is not reported as a stalled rollout.
-            "progressDeadlineSeconds": spec.serving.startup_timeout_seconds + 600,
-            "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec},
-        },
-    }
+    return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
 
 
 def _scheduling(spec: ToolModelSpec) -> dict[str, Any]:
@@ -612,7 +838,9 @@ def _scheduling(spec: ToolModelSpec) -> dict[str, Any]:
     return fields
 
 
-def _volumes(spec: ToolModelSpec, template: ChatTemplateSource | None) -> list[dict[str, Any]]:
+def _volumes(
+    spec: ToolModelSpec, template: ChatTemplateSource | None, spread: Layout, *, worker: bool = False
+) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if template is not None:
         volumes.append(
@@ -624,7 +852,7 @@ def _volumes(spec: ToolModelSpec, template: ChatTemplateSource | None) -> list[d
                 },
             }
         )
-    shm_size = spec.serving.shm_size or default_shm_size(spec.parallelism.gpus_per_pod)
+    shm_size = spec.serving.shm_size or default_shm_size(spread.gpus_per_node)
     volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}})
     cache = spec.storage.cache
     if cache.persistent_volume_claim is not None:
@@ -636,12 +864,59 @@ def _volumes(spec: ToolModelSpec, template: ChatTemplateSource | None) -> list[d
         if cache.empty_dir is not None and cache.empty_dir.size_limit is not None:
             empty_dir["sizeLimit"] = cache.empty_dir.size_limit
         volumes.append({"name": "model-cache", "emptyDir": empty_dir})
-    # A writable /tmp for the containers running the proxy image with a read-only root.
-    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+    if not worker:
+        # A writable /tmp for the containers running the proxy image with a read-only root.
+        volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+    for claim, volume in _adapter_claim_volumes(spec).items():
+        if volume != "model-cache":
+            volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     return volumes
 
 
-def _engine_container(spec: ToolModelSpec, dialect: Dialect, template: ChatTemplateSource | None) -> dict[str, Any]:
+def _adapter_claim_volumes(spec: ToolModelSpec) -> dict[str, str]:
+    """The adapters' claims, each a volume once (claim -> volume name): adapters-0, adapters-1, ...; the
+    model cache's own claim is the volume model-cache already."""
+    cache_claim = spec.storage.cache.persistent_volume_claim
+    found: dict[str, str] = {}
+    for adapter in spec.adapters:
+        claim = adapter.persistent_volume_claim
+        if claim is None or claim.claim_name in found:
+            continue
+        if cache_claim is not None and claim.claim_name == cache_claim.claim_name:
+            found[claim.claim_name] = "model-cache"
+        else:
+            found[claim.claim_name] = f"adapters-{sum(volume != 'model-cache' for volume in found.values())}"
+    return found
+
+
+def _adapter_mounts(spec: ToolModelSpec) -> list[dict[str, Any]]:
+    """Each claim-held adapter, read-only at /adapters/NAME."""
+    volumes = _adapter_claim_volumes(spec)
+    mounts: list[dict[str, Any]] = []
+    for adapter in spec.adapters:
+        claim = adapter.persistent_volume_claim
+        if claim is None:
+            continue
+        mount: dict[str, Any] = {
+            "name": volumes[claim.claim_name],
+            "mountPath": f"{ADAPTERS_PATH}/{adapter.name}",
+            "readOnly": True,
+        }
+        if claim.path is not None:
+            mount["subPath"] = claim.path
+        mounts.append(mount)
+    return mounts
+
+
+def _engine_container(
+    spec: ToolModelSpec,
+    dialect: Dialect,
+    template: ChatTemplateSource | None,
+    spread: Layout,
+    *,
+    leader: bool = False,
+) -> dict[str, Any]:
+    """The engine of a one-node pod, or of a multi-node group's leader (``leader``: vLLM on Ray)."""
     simulated = spec.serving.engine == "sim"
     mounts: list[dict[str, Any]] = []
     if template is not None:
@@ -649,19 +924,27 @@ def _engine_container(spec: ToolModelSpec, dialect: Dialect, template: ChatTempl
     mounts += [{"name": "shm", "mountPath": "/dev/shm"}, _cache_mount(spec)]
     if simulated:
         mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    mounts += _adapter_mounts(spec)
 
     health = {"httpGet": {"path": "/health", "port": ENGINE_PORT}}
+    command = list(SIM_COMMAND if simulated else VLLM_COMMAND)
+    ports = [{"name": "engine", "containerPort": ENGINE_PORT, "protocol": "TCP"}]
+    env = _engine_env(spec)
+    if leader and not simulated:
+        command = ["/bin/sh", "-c", RAY_LEADER_SCRIPT, "ray-leader"]  # then "$@": the engine's arguments
+        ports.append({"name": "ray", "containerPort": RAY_HEAD_PORT, "protocol": "TCP"})
+        env = [*env, {"name": "TOOLMODEL_RAY_NODES", "value": str(spread.nodes)}]
     container: dict[str, Any] = {
         "name": "engine",
         "image": spec.serving.proxy_image if simulated else spec.serving.engine_image,
-        "command": list(SIM_COMMAND if simulated else VLLM_COMMAND),
-        "args": engine_arguments(spec, dialect, chat_template_mounted=template is not None),
-        "ports": [{"name": "engine", "containerPort": ENGINE_PORT, "protocol": "TCP"}],
-        "env": _engine_env(spec),
-        "resources": _engine_resources(spec),
+        "command": command,
+        "args": engine_arguments(spec, dialect, chat_template_mounted=template is not None, distributed=leader),
+        "ports": ports,
+        "env": env,
+        "resources": _engine_resources(spec, spread.gpus_per_node),
         "volumeMounts": mounts,
         # Downloading and loading a model takes minutes: the startup probe holds the other two
-        # back for up to startupTimeoutSeconds.
+        # back for up to startupTimeoutSeconds (on several nodes, also while the workers join).
         "startupProbe": {
             **health,
             "periodSeconds": 10,
@@ -675,6 +958,31 @@ def _engine_container(spec: ToolModelSpec, dialect: Dialect, template: ChatTempl
         # Our own image: it runs as the restricted user. vLLM's image expects root.
         container["securityContext"] = dict(_RESTRICTED_SECURITY_CONTEXT)
     return container
+
+
+def _worker_container(spec: ToolModelSpec, spread: Layout) -> dict[str, Any]:
+    """A multi-node group's worker: a Ray node of the leader's cluster, where vLLM's workers for this
+    node's GPUs run. Its health is the leader's: no probes here (vLLM's /health on the leader fails when
+    a worker does, and the group is recreated); the container ends when its Ray node does."""
+    if spec.serving.engine == "sim":
+        given = spec.serving.resources.engine
+        return {
+            "name": "engine",
+            "image": spec.serving.proxy_image,
+            "command": list(SIM_WORKER_COMMAND),
+            "resources": _resources_dict(given) if given is not None else _copy_resources(_SMALL_RESOURCES),
+            "securityContext": dict(_RESTRICTED_SECURITY_CONTEXT),
+        }
+    mounts = [{"name": "shm", "mountPath": "/dev/shm"}, _cache_mount(spec), *_adapter_mounts(spec)]
+    return {
+        "name": "engine",
+        "image": spec.serving.engine_image,
+        "command": ["/bin/sh", "-c", RAY_WORKER_SCRIPT],
+        # The model's files are read on every node: the same cache, token and environment as the leader.
+        "env": _engine_env(spec),
+        "resources": _engine_resources(spec, spread.gpus_per_node),
+        "volumeMounts": mounts,
+    }
 
 
 def _cache_mount(spec: ToolModelSpec, *, read_only: bool = False) -> dict[str, Any]:
@@ -699,12 +1007,12 @@ def _engine_env(spec: ToolModelSpec) -> list[dict[str, Any]]:
     return [variable for variable in env if variable["name"] not in overridden] + user_env
 
 
-def _engine_resources(spec: ToolModelSpec) -> dict[str, Any]:
+def _engine_resources(spec: ToolModelSpec, gpus_per_pod: int) -> dict[str, Any]:
     given = spec.serving.resources.engine
     if spec.serving.engine == "sim":
         return _resources_dict(given) if given is not None else _copy_resources(_SMALL_RESOURCES)
     resources = _resources_dict(given or ResourceRequirements())
-    gpus = str(spec.parallelism.gpus_per_pod)
+    gpus = str(gpus_per_pod)
     # GPUs cannot be overcommitted: request and limit are the same, one per tensor × pipeline rank.
     resources.setdefault("requests", {})[spec.gpu.resource_name] = gpus
     resources.setdefault("limits", {})[spec.gpu.resource_name] = gpus

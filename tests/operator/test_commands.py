@@ -75,10 +75,14 @@ def test_an_invalid_spec_exits_2_naming_the_field_and_prints_nothing(write, caps
 
 
 def test_the_gpus_per_node_limit_is_a_flag(write, capsys):
-    path = write("big.yaml", tool_model({"model": "THUDM/chatglm3-6b", "parallelism": {"tensorParallelSize": 16}}))
+    # 12 GPUs: more than a node of 8 has, and no whole number of such nodes.
+    path = write("big.yaml", tool_model({"model": "THUDM/chatglm3-6b", "parallelism": {"tensorParallelSize": 12}}))
     assert render_main(["-f", path]) == 2
     assert "spec.parallelism" in capsys.readouterr().err
     assert render_main(["-f", path, "--max-gpus-per-node", "16"]) == 0
+    assert "kind: Deployment" in capsys.readouterr().out
+    assert render_main(["-f", path, "--max-gpus-per-node", "6"]) == 0
+    assert "kind: LeaderWorkerSet" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -104,7 +108,7 @@ def test_a_missing_file_exits_2(tmp_path, capsys):
 def test_every_example_renders(capsys):
     assert render_main([arg for path in EXAMPLES for arg in ("-f", str(path))]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    assert kinds.count("Deployment") == len(EXAMPLES)
+    assert kinds.count("Deployment") + kinds.count("LeaderWorkerSet") == len(EXAMPLES)
 
 
 def test_crd_prints_the_crd(capsys):

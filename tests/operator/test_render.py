@@ -149,10 +149,10 @@ def test_resolved_gives_the_dialect_served_name_endpoint_and_references():
 
 
 def test_resolved_leaves_the_gpus_per_node_to_render():
-    spec = {**CHATGLM3, "parallelism": {"tensorParallelSize": 16}}
-    assert resolved(tool_model(spec)).spec.parallelism.gpus_per_pod == 16
+    spec = {**CHATGLM3, "parallelism": {"tensorParallelSize": 12}}
+    assert resolved(tool_model(spec)).spec.parallelism.gpus_per_pod == 12
     with pytest.raises(InvalidSpec):
-        render(tool_model(spec))
+        render(tool_model(spec))  # 12 GPUs do not split over nodes of 8
 
 
 # -- the chat template ----------------------------------------------------------------------------
@@ -462,14 +462,16 @@ def test_the_gpu_count_is_always_the_operator_s():
 
 
 def test_more_gpus_per_pod_than_a_node_has_is_refused():
-    spec = {**CHATGLM3, "parallelism": {"tensorParallelSize": 8, "pipelineParallelSize": 2}}
+    # On one node, as parallelism.nodes says (without it, 16 GPUs go on 2 nodes: test_render_scale_out.py).
+    spec = {**CHATGLM3, "parallelism": {"tensorParallelSize": 8, "pipelineParallelSize": 2, "nodes": 1}}
     error = invalid(spec)
     assert error.field == "spec.parallelism"
     assert "16 GPUs" in error.message and "8 GPUs" in error.message
     assert "tensorParallelSize" in error.message and "pipelineParallelSize" in error.message
-    assert render(tool_model(spec), max_gpus_per_node=16)
+    assert "parallelism.nodes" in error.message
+    assert by_kind(render(tool_model(spec), max_gpus_per_node=16), "Deployment")
     with pytest.raises(InvalidSpec):
-        render(tool_model({**CHATGLM3, "parallelism": {"tensorParallelSize": 4}}), max_gpus_per_node=2)
+        render(tool_model({**CHATGLM3, "parallelism": {"tensorParallelSize": 3}}), max_gpus_per_node=2)
 
 
 def test_a_gpu_product_selects_nodes_by_the_feature_discovery_label():
