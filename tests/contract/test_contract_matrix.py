@@ -4,8 +4,9 @@ OpenAI's published OpenAPI document and the ``openai`` SDK's strict types (``ope
 For every dialect, one stack (the real proxy in front of the simulated engine, in this process)
 answers a matrix of requests, streamed and not: plain questions, the demo weather tool under each
 ``tool_choice``, a tool round trip, ``parallel_tool_calls: false``, no ``model``, usage in the
-stream, ``max_tokens`` reached, system / developer messages, content parts, and bad inputs that
-must get a 400 with an error body (never a 500). The answers are read as raw HTTP, the JSON body
+stream, ``max_tokens`` reached, system / developer messages, content parts, the fields the tool
+path honours (logprobs, response_format, chat_template_kwargs, reasoning_effort, vLLM's sampling
+fields, n), and bad inputs that must get a 400 with an error body (never a 500). The answers are read as raw HTTP, the JSON body
 and each SSE line as sent, so nothing is normalised away by the SDK.
 
 Every violation is collected rather than stopping at the first: a dialect's test fails with all
@@ -247,6 +248,8 @@ def cases(call_id: str) -> list[Case]:
         "messages": [*_round_trip(call_id)["messages"][:2], {"role": "tool", "content": "11"}],
     }
     orphan = {"role": "tool", "tool_call_id": "call_nowhere", "content": "11"}
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    answer = {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}}
     matrix = [
         Case("plain", {**model, **plain}),
         Case("tools auto", {**model, **weather, "tool_choice": "auto"}),
@@ -263,6 +266,13 @@ def cases(call_id: str) -> list[Case]:
         Case("developer message", {**model, "messages": [developer, _user("Hello!")]}),
         Case("developer message, tools", {**model, **weather, "messages": [developer, _user(QUESTION)]}),
         Case("content parts", {**model, **weather, "messages": [_user([{"type": "text", "text": QUESTION}])]}),
+        # the fields the tool path honours (tests/proxy/test_request_fields.py shows each reaching the engine)
+        Case("logprobs, tools", {**model, **weather, "logprobs": True, "top_logprobs": 2}),
+        Case("response_format, tools none", {**model, **weather, "tool_choice": "none", **answer}, check=_no_calls),
+        Case("response_format, tools auto", {**model, **weather, **answer}),
+        Case("chat_template_kwargs, tools", {**model, **weather, "chat_template_kwargs": {"enable_thinking": False}}),
+        Case("reasoning_effort, tools", {**model, **weather, "reasoning_effort": "low"}),
+        Case("vLLM sampling fields, tools", {**model, **weather, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.05}),
         # bad inputs: a 400 with an error body, never a 500
         Case("bad: tool message without tool_call_id", {**model, **no_id}, expect="400"),
         Case(
