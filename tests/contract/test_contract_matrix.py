@@ -6,8 +6,8 @@ answers a matrix of requests, streamed and not: plain questions, the demo weathe
 ``tool_choice``, a tool round trip, ``parallel_tool_calls: false``, no ``model``, usage in the
 stream, ``max_tokens`` reached, system / developer messages, content parts, the fields the tool
 path honours (logprobs, response_format, chat_template_kwargs, reasoning_effort, vLLM's sampling
-fields, n), and bad inputs that must get a 400 with an error body (never a 500). The answers are read as raw HTTP, the JSON body
-and each SSE line as sent, so nothing is normalised away by the SDK.
+fields, n), and bad inputs that must get a 400 with an error body (never a 500). The answers are
+read as raw HTTP, the JSON body and each SSE line as sent, so nothing is normalised away by the SDK.
 
 Every violation is collected rather than stopping at the first: a dialect's test fails with all
 of its violations grouped by kind and request, and the session ends with the same summary across
@@ -243,6 +243,8 @@ def cases(call_id: str) -> list[Case]:
     developer = {"role": "developer", "content": "Be brief."}
     usage = {"stream_options": {"include_usage": True}}
     number_part = {"messages": [_user([{"type": "text", "text": 42}])]}
+    # refused by the tool path, which prompts these families with text only
+    image_part = {"messages": [_user([{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}])]}
     no_id = {
         "tools": [WEATHER_TOOL],
         "messages": [*_round_trip(call_id)["messages"][:2], {"role": "tool", "content": "11"}],
@@ -275,6 +277,7 @@ def cases(call_id: str) -> list[Case]:
         Case("vLLM sampling fields, tools", {**model, **weather, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.05}),
         # bad inputs: a 400 with an error body, never a 500
         Case("bad: tool message without tool_call_id", {**model, **no_id}, expect="400"),
+        Case("bad: image part, tools", {**model, "tools": [WEATHER_TOOL], **image_part}, expect="400"),
         Case(
             "bad: tool message answering no call",
             {**model, **weather, "messages": [_user(PARIS), orphan]},
