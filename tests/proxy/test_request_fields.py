@@ -74,3 +74,12 @@ async def test_a_clients_own_vllm_constraint_beside_the_proxys_is_refused_by_nam
     body = {"messages": MESSAGES, "tools": [TOOL], "tool_choice": "required", "guided_regex": "[a-z]+"}
     status, answer = await post(stack.url, body)
     assert status == 400 and answer["error"]["param"] == "guided_regex"
+
+
+def test_a_response_format_schema_is_checked_off_the_event_loop():
+    from toolcall_proxy.server.validation import tools_known
+
+    answer_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    assert tools_known({"messages": MESSAGES})
+    assert not tools_known({"messages": MESSAGES, "response_format": answer_format})
+    assert tools_known({"messages": MESSAGES, "response_format": {"type": "json_object"}})

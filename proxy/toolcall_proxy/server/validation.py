@@ -114,7 +114,11 @@ def needs_tool_path(body: Mapping[str, Any]) -> bool:
 
 def tools_known(body: Mapping[str, Any]) -> bool:
     """Whether this request's tools were checked before (or it has none): then checking it is
-    microseconds, and it may be done on the event loop."""
+    microseconds, and it may be done on the event loop. A response_format schema is checked off
+    it, as a new tool's is (its size is the client's to choose)."""
+    answer_format = body.get("response_format")
+    if isinstance(answer_format, Mapping) and answer_format.get("type") == "json_schema":
+        return False
     tools = body.get("tools")
     if not tools or (isinstance(tools, list) and len(tools) > MAX_TOOLS):
         return True  # none, or refused at once by their count
