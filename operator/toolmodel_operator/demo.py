@@ -1,9 +1,10 @@
 """``toolmodel demo``: the whole flow on this machine, printed step by step, no cluster needed.
 
 An emulated Kubernetes API server, the operator, ``kubectl apply`` of a ToolModel, then the pod
-the operator asked for run locally from the Deployment itself (the engine with the engine
-container's own arguments and the ConfigMap's chat template, the proxy with the sidecar's own
-environment), and an unmodified OpenAI SDK client calling tools through it.
+the operator asked for run locally from the workload itself (the Deployment's pod; on several nodes
+the LeaderWorkerSet's leader pod): the engine with the engine container's own arguments and the
+ConfigMap's chat template, the proxy with the sidecar's own environment, and an unmodified OpenAI
+SDK client calling tools through it.
 """
 
 from __future__ import annotations
@@ -34,12 +35,32 @@ from toolcall_proxy.demo import (
 )
 from toolcall_proxy.dialects import DIALECTS, get_dialect
 
-from .embedded import emulated_api_server, operator_thread
+from .embedded import OPTIONAL_RESOURCES, emulated_api_server, operator_thread
 from .handlers import OperatorConfig
-from .kube import CONFIGMAPS, DEPLOYMENTS, SECRETS, TOOLMODELS, KubeClient
+from .kube import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
+    INFERENCE_POOLS,
+    LEADER_WORKER_SETS,
+    SCALED_OBJECTS,
+    SECRETS,
+    TOOLMODELS,
+    KubeClient,
+    resource_of,
+)
 from .render import InvalidSpec, resolved
+from .scale_out import leader_worker_set_name
 
-__all__ = ["BUILTIN_TOOLMODEL", "demo_main", "local_environment", "local_mounts", "local_volumes", "localized"]
+__all__ = [
+    "BUILTIN_TOOLMODEL",
+    "demo_main",
+    "local_environment",
+    "local_mounts",
+    "local_volumes",
+    "localized",
+    "pod_spec",
+]
 
 # examples/sim.yaml, without its comments (a test keeps the two the same).
 BUILTIN_TOOLMODEL: dict[str, Any] = {
@@ -126,8 +147,10 @@ def demo_main(argv: Sequence[str]) -> int:
 
 async def _demo(toolmodel: dict[str, Any]) -> int:
     name = toolmodel["metadata"]["name"]
-    with emulated_api_server() as url:
-        step(1, f"Emulated Kubernetes API server on {url} (kmock), with the ToolModel CRD installed")
+    # A cluster with every API a ToolModel may ask for: LeaderWorkerSet, KEDA, autoscaling/v2, InferencePool.
+    with emulated_api_server(serves=OPTIONAL_RESOURCES) as url:
+        optional = ", ".join(OPTIONAL_RESOURCES)
+        step(1, f"Emulated Kubernetes API server on {url} (kmock), with the ToolModel CRD installed (and {optional})")
         connection = kopf.ConnectionInfo(server=url)
         with operator_thread(OperatorConfig(connection=connection, resync_seconds=2)):
             step(2, "The operator runs against it (kopf, the same handlers as in the cluster)")
@@ -136,8 +159,8 @@ async def _demo(toolmodel: dict[str, Any]) -> int:
                 step(3, f"kubectl apply: ToolModel {name}")
                 print(_indented(yaml.safe_dump(toolmodel["spec"], sort_keys=False)))
                 await client.create(TOOLMODELS, NAMESPACE, toolmodel)
-                deployment, config_maps = await _children(client, name)
-                await _run_pod(client, toolmodel, deployment, config_maps, secrets)
+                workload, config_maps = await _children(client, name)
+                await _run_pod(client, toolmodel, workload, config_maps, secrets)
     return 0
 
 
@@ -163,36 +186,80 @@ async def _stand_in_secrets(client: KubeClient, toolmodel: Mapping[str, Any]) ->
 
 
 async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
-    """The Deployment, and the data of the ConfigMaps its pods mount, by name."""
+    """The workload (a Deployment, or a LeaderWorkerSet for several nodes), and the data of the
+    ConfigMaps its pods mount, by name."""
     for _ in range(200):
-        deployment = await client.get(DEPLOYMENTS, NAMESPACE, name)
-        if deployment is not None:
+        workload = await client.get(DEPLOYMENTS, NAMESPACE, name) or await client.get(
+            LEADER_WORKER_SETS, NAMESPACE, leader_worker_set_name(name)
+        )
+        if workload is not None:
             break
         await asyncio.sleep(0.05)
     else:
         status = (await client.get(TOOLMODELS, NAMESPACE, name) or {}).get("status") or {}
         why = next((c.get("message") for c in status.get("conditions") or [] if c.get("status") == "False"), None)
-        raise DemoError(f"the operator created no Deployment within 10 s: {why or 'no status yet'}")
+        raise DemoError(f"the operator created no Deployment or LeaderWorkerSet within 10 s: {why or 'no status yet'}")
     step(4, "The operator created:")
     config_maps: dict[str, dict[str, str]] = {}
-    for volume in deployment["spec"]["template"]["spec"].get("volumes", []):
+    for volume in pod_spec(workload).get("volumes", []):
         if "configMap" in volume:
             config_map_name = volume["configMap"]["name"]
             config_map = await client.get(CONFIGMAPS, NAMESPACE, config_map_name)
             data = config_maps[config_map_name] = dict((config_map or {}).get("data") or {})
             print(f"    ConfigMap {config_map_name}: {', '.join(data)} ({sum(map(len, data.values()))} characters)")
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
-        # the proxy image's entrypoint is `toolmodel`
-        command = " ".join([*(container.get("command") or ["toolmodel"]), *(container.get("args") or [])])
-        print(f"    Deployment {name}, container {container['name']}: {command}")
-    print(f"    Service {name}: port {toolmodel_port(deployment)} -> the proxy")
+    workload_name = workload["metadata"]["name"]
+    if workload["kind"] == "Deployment":
+        _print_containers(f"Deployment {workload_name}", pod_spec(workload))
+    else:
+        group = workload["spec"]["leaderWorkerTemplate"]
+        replicas = workload["spec"].get("replicas", "autoscaled")
+        print(f"    LeaderWorkerSet {workload_name}: replicas {replicas}, each a group of {group['size']} pods")
+        workers = "worker (pod 1)" if group["size"] == 2 else f"workers (pods 1-{group['size'] - 1})"
+        _print_containers("  leader (pod 0)", pod_spec(workload))
+        _print_containers(f"  {workers}", group["workerTemplate"]["spec"])
+    print(f"    Service {name}: port {toolmodel_port(workload)} -> the proxy")
+    for resource in (SCALED_OBJECTS, HORIZONTAL_POD_AUTOSCALERS, INFERENCE_POOLS):
+        found = await client.get(resource, NAMESPACE, name)
+        if found is not None:
+            print(f"    {found['kind']} {name}: {_summary(found)}")
     status = await _status(client, name)
     print(f"    status: phase {status.get('phase')}, endpoint {status.get('endpoint')}")
-    return deployment, config_maps
+    return workload, config_maps
 
 
-def toolmodel_port(deployment: Mapping[str, Any]) -> int:
-    proxy = _container(deployment, "proxy")
+def pod_spec(workload: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec of the pod that serves: the Deployment's, or the LeaderWorkerSet's leader (its
+    worker template stands for the leader too when it has no leader template of its own)."""
+    if workload["kind"] == "Deployment":
+        return dict(workload["spec"]["template"]["spec"])
+    group = workload["spec"]["leaderWorkerTemplate"]
+    return dict((group.get("leaderTemplate") or group["workerTemplate"])["spec"])
+
+
+def _print_containers(owner: str, spec: Mapping[str, Any]) -> None:
+    for container in spec["containers"]:
+        # the proxy image's entrypoint is `toolmodel`; a shell script shows as its first line
+        command = [*(container.get("command") or ["toolmodel"]), *(container.get("args") or [])]
+        shown = " ".join(part.splitlines()[0] + (" ..." if "\n" in part else "") for part in command if part)
+        print(f"    {owner}, container {container['name']}: {shown}")
+
+
+def _summary(found: Mapping[str, Any]) -> str:
+    spec = found.get("spec") or {}
+    if found["kind"] == "ScaledObject":
+        trigger = spec["triggers"][0]["metadata"]
+        bounds = f"{spec['minReplicaCount']}-{spec['maxReplicaCount']} replicas"
+        return f"{bounds} on {trigger['query']} (target {trigger['threshold']} per replica)"
+    if found["kind"] == "HorizontalPodAutoscaler":
+        metric = spec["metrics"][0]["pods"]
+        bounds = f"{spec['minReplicas']}-{spec['maxReplicas']} replicas"
+        return f"{bounds} on {metric['metric']['name']} (target {metric['target']['averageValue']} per pod)"
+    labels = ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items())
+    return f"pods {labels} on port {spec['targetPorts'][0]['number']}"
+
+
+def toolmodel_port(workload: Mapping[str, Any]) -> int:
+    proxy = _container(workload, "proxy")
     return int(next(p["containerPort"] for p in proxy.get("ports", []) if p.get("name") == "http"))
 
 
@@ -206,30 +273,33 @@ async def _status(client: KubeClient, name: str, phase: str | None = None) -> di
     raise RuntimeError(f"the ToolModel's status did not reach {phase or 'any phase'} within 10 s")
 
 
-def _container(deployment: Mapping[str, Any], name: str) -> dict[str, Any]:
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    return dict(next(c for c in containers if c["name"] == name))
+def _container(workload: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(c for c in pod_spec(workload)["containers"] if c["name"] == name))
 
 
 async def _run_pod(
     client: KubeClient,
     toolmodel: Mapping[str, Any],
-    deployment: dict[str, Any],
+    workload: dict[str, Any],
     config_maps: Mapping[str, Mapping[str, str]],
     secrets: Mapping[str, Mapping[str, str]],
 ) -> None:
-    engine, proxy = _container(deployment, "engine"), _container(deployment, "proxy")
+    engine, proxy = _container(workload, "engine"), _container(workload, "proxy")
     engine_port, proxy_port = free_port(), free_port()
     python = [sys.executable, "-m", "toolcall_proxy.cli"]
     with tempfile.TemporaryDirectory() as workdir:
         # Each of the pod's volumes is a directory here, shared by the containers that mount it
         # (the model cache: the engine's downloads, read by a proxy that tokenizes).
-        volumes = local_volumes(deployment["spec"]["template"]["spec"], config_maps, Path(workdir))
+        volumes = local_volumes(pod_spec(workload), config_maps, Path(workdir))
         engine_mounts, proxy_mounts = local_mounts(engine, volumes), local_mounts(proxy, volumes)
         engine_command = [*python, "sim", *_local_engine_arguments(engine, engine_mounts, engine_port)]
         engine_environment = {**local_environment(engine, engine_mounts, secrets), **_OFFLINE}
         proxy_environment = _local_proxy_environment(proxy, proxy_mounts, engine_port, proxy_port, secrets)
-        step(5, "Running the pod here, from the Deployment's own containers:")
+        if workload["kind"] == "Deployment":
+            step(5, "Running the pod here, from the Deployment's own containers:")
+        else:
+            step(5, "Running the leader pod here, from the LeaderWorkerSet's leader template:")
+            print("    (on a cluster the workers join the leader's Ray head; the simulated engine needs none)")
         if engine.get("command") != ["toolmodel", "sim"]:
             print("    (no GPU here: the simulated engine takes the engine container's vLLM arguments)")
             _read_the_simulated_tokenizer(proxy_environment, engine_command)
@@ -243,10 +313,11 @@ async def _run_pod(
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{engine_port}/health", engine_process)
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{proxy_port}/health", proxy_process)
             name = toolmodel["metadata"]["name"]
-            # What the kubelet and the Deployment controller would report once the probes pass.
-            replicas = int(deployment["spec"].get("replicas", 1))
+            # What the kubelet and the Deployment (or LeaderWorkerSet) controller would report once
+            # the probes pass (an autoscaled workload starts at its minimum: one replica here).
+            replicas = int(workload["spec"].get("replicas", 1))
             ready = {"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas}
-            await client.patch(DEPLOYMENTS, NAMESPACE, name, {"status": ready})
+            await client.patch(resource_of(workload), NAMESPACE, workload["metadata"]["name"], {"status": ready})
             status = await _status(client, name, "Ready")
             step(6, "Both containers are healthy; the operator reports the ToolModel ready:")
             print(

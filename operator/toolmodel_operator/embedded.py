@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ import kopf
 from .crd import crd_manifest
 from .handlers import OperatorConfig, build_registry
 
-__all__ = ["RESOURCES", "emulated_api_server", "operator_thread"]
+__all__ = ["OPTIONAL_RESOURCES", "RESOURCES", "emulated_api_server", "operator_thread"]
 
 # Everything the operator reads, writes or watches. The CRD resource must be there too, or kopf
 # never starts watching.
@@ -36,6 +36,14 @@ RESOURCES = {
     "v1/events": "Event",
     "v1/namespaces": "Namespace",
     "apiextensions.k8s.io/v1/customresourcedefinitions": "CustomResourceDefinition",
+}
+# What a cluster may serve or not (CRDs of other projects, autoscaling/v2 from Kubernetes 1.23): an
+# emulated cluster serves those it is asked to, by kind.
+OPTIONAL_RESOURCES = {
+    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1/leaderworkersets",
+    "ScaledObject": "keda.sh/v1alpha1/scaledobjects",
+    "HorizontalPodAutoscaler": "autoscaling/v2/horizontalpodautoscalers",
+    "InferencePool": "inference.networking.k8s.io/v1/inferencepools",
 }
 _CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition"})
 
@@ -92,8 +100,10 @@ def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @contextmanager
-def emulated_api_server() -> Iterator[str]:
-    """An emulated API server with the ToolModel CRD installed; yields its URL."""
+def emulated_api_server(serves: Iterable[str] = ()) -> Iterator[str]:
+    """An emulated API server with the ToolModel CRD installed, also serving the OPTIONAL_RESOURCES
+    of the kinds in ``serves``; yields its URL."""
+    resources = RESOURCES | {OPTIONAL_RESOURCES[kind]: kind for kind in serves}
     with _loop_thread("kubernetes-emulator") as loop:
         stack: list[Any] = []
 
@@ -103,7 +113,7 @@ def emulated_api_server() -> Iterator[str]:
             await api.__aenter__()
             await server.__aenter__()
             stack.extend([server, api])
-            for resource, kind in RESOURCES.items():
+            for resource, kind in resources.items():
                 api.resources[resource] = kmock.ResourceInfo(
                     kind=kind,
                     namespaced=kind not in _CLUSTER_SCOPED,

@@ -13,7 +13,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -21,23 +21,31 @@ from .kube import (
     CONFIGMAPS,
     DEPLOYMENTS,
     EVENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
+    INFERENCE_POOLS,
+    LEADER_WORKER_SETS,
     PODS,
+    SCALED_OBJECTS,
     SERVICES,
     TOOLMODELS,
     KubeClient,
     KubeError,
+    Resource,
     apply,
-    manages,
+    post_event,
     resource_of,
 )
 from .render import (
     DEFAULT_MAX_GPUS_PER_NODE,
+    AutoscalingDefaults,
     ImageDefaults,
     InvalidSpec,
     chat_template_config_map_name,
     render,
     resolved,
+    workload,
 )
+from .scale_out import DEFAULT_PROMETHEUS_ADDRESS, KEDA_API_VERSION, REQUIRED_APIS, leader_worker_set_name, missing_api
 from .status import compute_status
 
 __all__ = ["OperatorConfig", "Reconciler", "build_registry"]
@@ -61,6 +69,10 @@ class OperatorConfig:
     resync_seconds: float = 60.0
     namespaces: tuple[str, ...] = ()  # () = all namespaces
     images: ImageDefaults = field(default_factory=ImageDefaults)
+    prometheus_address: str = DEFAULT_PROMETHEUS_ADDRESS  # what KEDA's ScaledObjects query
+    # How long the answer to "which optional APIs (LeaderWorkerSet, KEDA, ...) does the cluster
+    # serve" is reused: a CRD installed later is seen within this time (and the next resync).
+    discovery_seconds: float = 30.0
 
 
 def _now() -> str:
@@ -73,6 +85,7 @@ class Reconciler:
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._queued: set[tuple[str, str]] = set()  # a reconcile waits for the lock, not started yet
+        self._served = ServedApis(client, config.discovery_seconds)
 
     async def resync(self, namespaces: tuple[str, ...]) -> None:
         """Reconciles every ToolModel in these namespaces (all, when empty)."""
@@ -84,7 +97,7 @@ class Reconciler:
                 continue
             for toolmodel in toolmodels:
                 metadata = toolmodel["metadata"]
-                await _safely(self.reconcile(metadata.get("namespace", "default"), metadata["name"]), toolmodel)
+                await self.safely(self.reconcile(metadata.get("namespace", "default"), metadata["name"]), toolmodel)
 
     async def reconcile(self, namespace: str, name: str) -> None:
         """Brings the ToolModel's children and status in line with its latest spec.
@@ -122,6 +135,7 @@ class Reconciler:
 
     async def _reconcile(self, toolmodel: Mapping[str, Any]) -> None:
         namespace, name = toolmodel["metadata"].get("namespace", "default"), toolmodel["metadata"]["name"]
+        served = await self._served.get()
         try:
             user_template = await self._check_references(toolmodel, namespace)
             manifests = render(
@@ -129,36 +143,48 @@ class Reconciler:
                 max_gpus_per_node=self.config.max_gpus_per_node,
                 referenced_template=user_template,
                 images=self.config.images,
+                autoscaling=AutoscalingDefaults(
+                    via="keda" if (KEDA_API_VERSION, "ScaledObject") in served else "hpa",
+                    prometheus_address=self.config.prometheus_address,
+                ),
             )
+            missing = missing_api(manifests, served)
+            if missing is not None:
+                raise InvalidSpec(*missing)  # nothing is created: not even the part the cluster could hold
         except InvalidSpec as error:
             await self._invalid(toolmodel, str(error))
             return
-        unapplied = not_applied_yet(manifests)
-        if unapplied:
-            await self._invalid(toolmodel, unapplied)
-            return
+        spec = resolved(toolmodel)
+        served_by = workload(manifests)
+        autoscaled = spec.tool_model.spec.serving.autoscaling is not None
         for manifest in manifests:
-            outcome = await apply(self.client, manifest)
+            # An autoscaled workload's replicas are the autoscaler's: the operator's last count stays
+            # until the autoscaler writes its own, rather than dropping to the default of 1.
+            is_workload = (manifest["kind"], manifest["metadata"]["name"]) == (
+                served_by["kind"],
+                served_by["metadata"]["name"],
+            )
+            hand_over = ("spec.replicas",) if autoscaled and is_workload else ()
+            outcome = await apply(self.client, manifest, hand_over=hand_over)
             if outcome != "unchanged":
                 kind, child = manifest["kind"], manifest["metadata"]["name"]
                 log.info("%s %s %s for ToolModel %s/%s", outcome, kind, child, namespace, name)
-                _event(toolmodel, "Normal", outcome.capitalize(), f"{outcome} {kind} {child}")
-        await self._remove_stale_template(toolmodel, manifests)
-        deployment = await self.client.get(DEPLOYMENTS, namespace, name)
+                await self._event(toolmodel, "Normal", outcome.capitalize(), f"{outcome} {kind} {child}")
+        await self._remove_stale(toolmodel, manifests, served)
+        live = await self.client.get(resource_of(served_by), namespace, served_by["metadata"]["name"])
         pods = await self.client.list(PODS, namespace, {_INSTANCE: name, **MANAGED_BY})
         events: list[dict[str, Any]] = []
-        ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
-        if pods and ready < len(pods):
+        if any(not _pod_ready(pod) for pod in pods):
             names = {pod["metadata"]["name"] for pod in pods}
             events = [
                 event
                 for event in await self.client.list(EVENTS, namespace)
                 if (event.get("involvedObject") or {}).get("name") in names
             ]
-        spec = resolved(toolmodel)
         status = compute_status(
             toolmodel,
-            deployment=deployment,
+            workload=live,
+            workload_kind=served_by["kind"],
             pods=pods,
             events=events,
             endpoint=spec.endpoint,
@@ -194,26 +220,63 @@ class Reconciler:
                 user_template = str(data[reference.key])
         return user_template
 
-    async def _remove_stale_template(self, toolmodel: Mapping[str, Any], manifests: list[dict[str, Any]]) -> None:
-        """Our template ConfigMap, once the spec moved to the user's own (or to none), goes."""
-        name = chat_template_config_map_name(toolmodel["metadata"]["name"])
-        if any(m["kind"] == "ConfigMap" and m["metadata"]["name"] == name for m in manifests):
-            return
-        namespace = toolmodel["metadata"].get("namespace", "default")
-        stale = await self.client.get(CONFIGMAPS, namespace, name)
-        if stale is not None and ((stale.get("metadata") or {}).get("labels") or {}).items() >= MANAGED_BY.items():
-            await self.client.delete(CONFIGMAPS, namespace, name)
-            _event(
-                toolmodel, "Normal", "Deleted", f"deleted ConfigMap {name}: the chat template comes from elsewhere now"
-            )
+    async def _remove_stale(
+        self, toolmodel: Mapping[str, Any], manifests: list[dict[str, Any]], served: set[tuple[str, str]]
+    ) -> None:
+        """The operator's children the spec no longer asks for go: the other workload after a move
+        between one node and several, an autoscaler or InferencePool the spec dropped (or one of the
+        other autoscaling backend), the template ConfigMap once the template comes from elsewhere.
+        Only objects labelled as the operator's, of this ToolModel."""
+        namespace, name = toolmodel["metadata"].get("namespace", "default"), toolmodel["metadata"]["name"]
+        wanted = {(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests}
+        for resource, kind, child, why in _possible_children(name):
+            if (resource.api_version, kind, child) in wanted:
+                continue
+            if (resource.api_version, kind) in REQUIRED_APIS and (resource.api_version, kind) not in served:
+                continue  # the cluster has no such objects
+            try:
+                stale = await self.client.get(resource, namespace, child)
+            except KubeError as error:
+                if error.status != 403:
+                    raise
+                continue  # the operator may not read them (the chart grants it with the feature): none of its
+            labels = ((stale or {}).get("metadata") or {}).get("labels") or {}
+            if stale is None or not labels.items() >= {**MANAGED_BY, _INSTANCE: name}.items():
+                continue
+            await self.client.delete(resource, namespace, child)
+            log.info("deleted %s %s of ToolModel %s/%s: %s", kind, child, namespace, name, why)
+            await self._event(toolmodel, "Normal", "Deleted", f"deleted {kind} {child}: {why}")
 
     async def _invalid(self, toolmodel: Mapping[str, Any], message: str) -> None:
         previous = {c.get("type"): c for c in (toolmodel.get("status") or {}).get("conditions") or []}
         if previous.get("Ready", {}).get("message") != message:
             log.warning("ToolModel %s is invalid: %s", toolmodel["metadata"]["name"], message)
-            _event(toolmodel, "Warning", "InvalidSpec", message)
-        status = compute_status(toolmodel, deployment=None, invalid=message, now=_now())
+            await self._event(toolmodel, "Warning", "InvalidSpec", message)
+        status = compute_status(toolmodel, workload=None, invalid=message, now=_now())
         await self._write_status(toolmodel, status)
+
+    async def safely(self, work: Awaitable[None], body: Mapping[str, Any]) -> None:
+        """A failed reconciliation is logged and retried by the next event or resync, never fatal;
+        one that fails for a reason the operator did not foresee is also a Warning on the object."""
+        metadata = body.get("metadata", {})
+        where = f"{metadata.get('namespace')}/{metadata.get('name')}"
+        try:
+            await work
+        except (KubeError, OSError, TimeoutError) as error:
+            log.warning("reconciling %s failed, will retry: %s", where, error)
+        except Exception as error:
+            log.exception("reconciling %s failed, will retry", where)
+            message = f"the operator could not reconcile this ToolModel: {error!r}"
+            await self._event(body, "Warning", "ReconcileFailed", message)
+
+    async def _event(self, toolmodel: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on the ToolModel, for `kubectl describe`. Posted here rather than by
+        kopf.event, which works only inside kopf's handlers (not in the resync); a failure to post
+        is logged, never a failed reconcile."""
+        try:
+            await post_event(self.client, toolmodel, kind, reason, message)
+        except (KubeError, OSError, TimeoutError) as error:
+            log.warning("could not post the event %s on %s: %s", reason, toolmodel["metadata"].get("name"), error)
 
     async def _write_status(self, toolmodel: Mapping[str, Any], status: dict[str, Any]) -> None:
         current = toolmodel.get("status") or {}
@@ -235,30 +298,61 @@ class Reconciler:
         if current.get("phase") != status["phase"]:  # once written: a retried write posts it once
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             kind = "Warning" if status["phase"] in ("Degraded", "Failed") else "Normal"
-            _event(toolmodel, kind, status["phase"], ready["message"])
+            await self._event(toolmodel, kind, status["phase"], ready["message"])
 
 
-# What `toolmodel render` writes for these fields but the operator does not apply yet, by kind.
-_RENDERED_ONLY = {
-    "LeaderWorkerSet": "spec.parallelism (more GPUs than one node has)",
-    "ScaledObject": "spec.serving.autoscaling",
-    "HorizontalPodAutoscaler": "spec.serving.autoscaling",
-    "InferencePool": "spec.serving.inferencePool",
-}
+class ServedApis:
+    """Which of the optional APIs (``scale_out.REQUIRED_APIS``: LeaderWorkerSet, KEDA, autoscaling/v2,
+    InferencePool) the cluster serves, by discovery, asked again once the answer is ``ttl`` seconds old."""
+
+    def __init__(self, client: KubeClient, ttl: float) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._served: set[tuple[str, str]] = set()
+        self._asked_at: float | None = None
+
+    async def get(self) -> set[tuple[str, str]]:
+        now = asyncio.get_running_loop().time()
+        if self._asked_at is None or now - self._asked_at >= self._ttl:
+            served = set()
+            for api_version, kind in REQUIRED_APIS:
+                if await self._client.serves(resource_of({"apiVersion": api_version, "kind": kind})):
+                    served.add((api_version, kind))
+            self._served, self._asked_at = served, now
+        return set(self._served)
 
 
-def not_applied_yet(manifests: list[dict[str, Any]]) -> str | None:
-    """Why the ToolModel cannot be served by this operator version, if it needs an object the
-    operator renders but does not apply yet; None when it applies them all."""
-    for manifest in manifests:
-        if not manages(manifest):
-            kind = str(manifest.get("kind"))
-            field = _RENDERED_ONLY.get(kind, "spec")
-            return (
-                f"{field}: needs a {kind}, which `toolmodel render` writes but this version of the "
-                "operator does not apply yet; serve the model on one node with fixed replicas meanwhile"
-            )
-    return None
+def _possible_children(name: str) -> list[tuple[Resource, str, str, str]]:
+    """Every object the operator may make for the ToolModel ``name``: (resource, kind, name, why it
+    goes when the spec no longer asks for it)."""
+    return [
+        (
+            CONFIGMAPS,
+            "ConfigMap",
+            chat_template_config_map_name(name),
+            "the chat template comes from elsewhere now",
+        ),
+        (DEPLOYMENTS, "Deployment", name, "the model runs on several nodes now, as a LeaderWorkerSet"),
+        (
+            LEADER_WORKER_SETS,
+            "LeaderWorkerSet",
+            leader_worker_set_name(name),
+            "the model runs on one node now, as a Deployment",
+        ),
+        (SCALED_OBJECTS, "ScaledObject", name, "serving.autoscaling is off, or not through KEDA"),
+        (
+            HORIZONTAL_POD_AUTOSCALERS,
+            "HorizontalPodAutoscaler",
+            name,
+            "serving.autoscaling is off, or through KEDA",
+        ),
+        (INFERENCE_POOLS, "InferencePool", name, "serving.inferencePool was removed"),
+    ]
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _same_status(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -267,11 +361,6 @@ def _same_status(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool
         return {**status, "conditions": conditions}
 
     return bool(comparable(current) == comparable(desired))
-
-
-def _event(toolmodel: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    """A Kubernetes Event on the ToolModel, for `kubectl describe` (posted by kopf in the background)."""
-    kopf.event(cast(kopf.Body, toolmodel), type=kind, reason=reason, message=message[:1024])
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C901 - a flat list of small handlers
@@ -332,15 +421,28 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
     async def toolmodel_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
         if type != "DELETED":
             metadata = body.get("metadata", {})
-            await _safely(reconciler().reconcile(metadata.get("namespace", "default"), metadata["name"]), body)
+            await reconciler().safely(
+                reconciler().reconcile(metadata.get("namespace", "default"), metadata["name"]), body
+            )
 
     async def child_changed(body: kopf.Body, **_: Any) -> None:
         name = (body.get("metadata", {}).get("labels") or {}).get(_INSTANCE)
         if name:
             namespace = body.get("metadata", {}).get("namespace", "default")
-            await _safely(reconciler().reconcile(namespace, name), body)
+            await reconciler().safely(reconciler().reconcile(namespace, name), body)
 
-    for resource in (DEPLOYMENTS, CONFIGMAPS, SERVICES, PODS):
+    # The optional kinds too: where the cluster does not serve one, kopf says so once and watches
+    # it from when its CRD is installed.
+    for resource in (
+        DEPLOYMENTS,
+        CONFIGMAPS,
+        SERVICES,
+        PODS,
+        LEADER_WORKER_SETS,
+        SCALED_OBJECTS,
+        HORIZONTAL_POD_AUTOSCALERS,
+        INFERENCE_POOLS,
+    ):
         kopf.on.event(resource.group, resource.version, resource.plural, labels=MANAGED_BY, registry=registry)(
             child_changed
         )
@@ -354,17 +456,3 @@ def resync_liveness(resyncs: list[asyncio.Task[None]]) -> str:
     if resyncs and all(task.done() for task in resyncs):
         raise RuntimeError("the periodic resync has stopped: the operator is restarted to bring it back")
     return "running" if resyncs else "starting"
-
-
-async def _safely(work: Awaitable[None], body: Mapping[str, Any]) -> None:
-    """A failed reconciliation is logged and retried by the next event or resync, never fatal;
-    one that fails for a reason the operator did not foresee is also a Warning on the object."""
-    metadata = body.get("metadata", {})
-    where = f"{metadata.get('namespace')}/{metadata.get('name')}"
-    try:
-        await work
-    except (KubeError, OSError, TimeoutError) as error:
-        log.warning("reconciling %s failed, will retry: %s", where, error)
-    except Exception as error:
-        log.exception("reconciling %s failed, will retry", where)
-        _event(body, "Warning", "ReconcileFailed", f"the operator could not reconcile this ToolModel: {error!r}")

@@ -14,6 +14,7 @@ owns what.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import ssl
 import tempfile
@@ -25,13 +26,26 @@ import aiohttp
 import kopf
 import orjson
 
-__all__ = ["FIELD_MANAGER", "KubeClient", "KubeError", "Resource", "apply", "contains", "owns_beyond", "resource_of"]
+__all__ = [
+    "FIELD_MANAGER",
+    "HANDOVER_FIELD_MANAGER",
+    "KubeClient",
+    "KubeError",
+    "Resource",
+    "apply",
+    "contains",
+    "owns_beyond",
+    "resource_of",
+]
 
 FIELD_MANAGER = "toolmodel-operator"
 # The manager name the API server gave the operator's writes before it applied them (aiohttp's
 # User-Agent, "Python/3.x aiohttp/3.y"): the fields it owns on a child are handed over on the
 # first apply, or keys those versions set could never be removed.
 LEGACY_FIELD_MANAGER = "Python"
+# Who holds a field the operator stops writing but whose value must stay (an autoscaled workload's
+# replicas) until its new owner (the autoscaler, through the scale subresource) writes it.
+HANDOVER_FIELD_MANAGER = "toolmodel-handover"
 APPLY_PATCH = "application/apply-patch+yaml"  # a JSON body is YAML too
 
 
@@ -64,6 +78,12 @@ PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 TOOLMODELS = Resource("toolmodel.dev", "v1alpha1", "toolmodels")
+# The kinds of other projects (and of newer Kubernetes) a ToolModel may ask for: not every cluster
+# serves them (``KubeClient.serves``).
+LEADER_WORKER_SETS = Resource("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")
+HORIZONTAL_POD_AUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+INFERENCE_POOLS = Resource("inference.networking.k8s.io", "v1", "inferencepools")
 _BY_KIND = {
     ("v1", "ConfigMap"): CONFIGMAPS,
     ("v1", "Secret"): SECRETS,
@@ -71,6 +91,10 @@ _BY_KIND = {
     ("v1", "Pod"): PODS,
     ("apps/v1", "Deployment"): DEPLOYMENTS,
     ("toolmodel.dev/v1alpha1", "ToolModel"): TOOLMODELS,
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): LEADER_WORKER_SETS,
+    ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECTS,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HORIZONTAL_POD_AUTOSCALERS,
+    ("inference.networking.k8s.io/v1", "InferencePool"): INFERENCE_POOLS,
 }
 
 
@@ -195,7 +219,13 @@ class KubeClient:
         return patched
 
     async def apply(
-        self, resource: Resource, namespace: str | None, name: str, body: Mapping[str, Any]
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
         """Server-side apply of ``body``, which holds every field the operator owns, and only those.
 
@@ -203,10 +233,28 @@ class KubeClient:
         repairs); fields outside it are not touched, and those it owned before but no longer
         lists are removed. Creates the object if it does not exist.
         """
+        params = {"force": "true"}
+        if field_manager is not None:
+            params["fieldManager"] = field_manager
         applied: dict[str, Any] = await self._request(
-            "PATCH", resource.path(namespace, name), body, APPLY_PATCH, {"force": "true"}
+            "PATCH", resource.path(namespace, name), body, APPLY_PATCH, params
         )
         return applied
+
+    async def serves(self, resource: Resource) -> bool:
+        """Whether the API server serves ``resource`` (its CRD installed, its API version there).
+
+        Discovery, which every authenticated user may read: a 404 for an API group or version the
+        server does not have, a list without the plural for one it has without this resource.
+        """
+        base = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+        try:
+            found = await self._request("GET", base)
+        except KubeError as error:
+            if error.status in (404, 503):  # 503: an aggregated API whose server is away
+                return False
+            raise
+        return any(item.get("name") == resource.plural for item in (found or {}).get("resources") or [])
 
     async def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         try:
@@ -214,6 +262,33 @@ class KubeClient:
         except KubeError as error:
             if error.status != 404:
                 raise
+
+
+EVENT_SOURCE = "toolmodel-operator"
+
+
+async def post_event(client: KubeClient, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    """A core/v1 Event about ``obj`` (Normal or Warning), as `kubectl describe` shows them."""
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace", "default")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": metadata["name"]}
+    involved |= {"namespace": namespace, "uid": metadata.get("uid"), "resourceVersion": metadata.get("resourceVersion")}
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": namespace},
+        "involvedObject": {key: value for key, value in involved.items() if value is not None},
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    await client.create(EVENTS, namespace, event)
 
 
 def contains(desired: Any, live: Any) -> bool:
@@ -280,12 +355,15 @@ def up_to_date(manifest: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     return not any(owns_beyond(entry.get("fieldsV1") or {}, manifest) for entry in ours)
 
 
-async def apply(client: KubeClient, manifest: Mapping[str, Any]) -> str:
+async def apply(client: KubeClient, manifest: Mapping[str, Any], *, hand_over: Sequence[str] = ()) -> str:
     """Server-side applies ``manifest`` unless the live object is up to date already; returns
     created/updated/unchanged.
 
     Comparing before writing keeps reconciliation quiet: a write would trigger a watch event,
-    which would trigger another reconciliation.
+    which would trigger another reconciliation. ``hand_over``: the paths of fields (``spec.replicas``)
+    the manifest leaves out for another writer to own; where the operator owned one, its live value
+    is handed over first, or dropping it from the applied set would remove it (and a Deployment
+    without replicas is defaulted to 1).
     """
     resource = resource_of(manifest)
     metadata = manifest["metadata"]
@@ -295,8 +373,52 @@ async def apply(client: KubeClient, manifest: Mapping[str, Any]) -> str:
         return "unchanged"
     if live is not None and _managed(live, LEGACY_FIELD_MANAGER, "Update"):
         await _adopt_legacy_fields(client, resource, live)
+    if live is not None:
+        for path in hand_over:
+            await _hand_over(client, resource, manifest, live, path.split("."))
     await client.apply(resource, namespace, name, manifest)
     return "created" if live is None else "updated"
+
+
+async def _hand_over(
+    client: KubeClient, resource: Resource, manifest: Mapping[str, Any], live: Mapping[str, Any], path: list[str]
+) -> None:
+    """The field at ``path``, if the operator owns it and ``manifest`` leaves it out, applied with its
+    live value by HANDOVER_FIELD_MANAGER: shared for a moment, then that manager's alone once the
+    operator's apply drops it (what Kubernetes documents for moving replicas to an autoscaler)."""
+    if _get(manifest, path) is not _MISSING:
+        return
+    value = _get(live, path)
+    owned = [entry.get("fieldsV1") or {} for entry in _managed(live, FIELD_MANAGER, "Apply")]
+    if value is _MISSING or not any(_owns(fields, path) for fields in owned):
+        return
+    body: dict[str, Any] = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"]}
+    body["metadata"] = {"name": live["metadata"]["name"], "namespace": live["metadata"].get("namespace")}
+    node = body
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    metadata = live["metadata"]
+    await client.apply(
+        resource, metadata.get("namespace"), metadata["name"], body, field_manager=HANDOVER_FIELD_MANAGER
+    )
+
+
+def _get(obj: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping) or key not in obj:
+            return _MISSING
+        obj = obj[key]
+    return obj
+
+
+def _owns(fields: Mapping[str, Any], path: Sequence[str]) -> bool:
+    for key in path:
+        below = fields.get(f"f:{key}")
+        if below is None:
+            return False
+        fields = below
+    return True
 
 
 async def _adopt_legacy_fields(client: KubeClient, resource: Resource, live: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ import kopf
 from .api import DEFAULT_ENGINE_IMAGE, DEFAULT_PROXY_IMAGE
 from .handlers import OperatorConfig, build_registry
 from .render import DEFAULT_MAX_GPUS_PER_NODE, ImageDefaults
+from .scale_out import DEFAULT_PROMETHEUS_ADDRESS
 
 __all__ = ["operator_main"]
 
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="proxy image for ToolModels that name none (env TOOLMODEL_DEFAULT_PROXY_IMAGE, "
         f"default {DEFAULT_PROXY_IMAGE})",
     )
+    parser.add_argument(
+        "--prometheus-address",
+        default=os.environ.get("TOOLMODEL_PROMETHEUS_ADDRESS") or DEFAULT_PROMETHEUS_ADDRESS,
+        help="the Prometheus that autoscaled ToolModels' KEDA ScaledObjects query (env TOOLMODEL_PROMETHEUS_ADDRESS, "
+        f"default {DEFAULT_PROMETHEUS_ADDRESS})",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -90,6 +97,7 @@ def operator_main(argv: Sequence[str]) -> int:
         resync_seconds=options.resync_seconds,
         namespaces=namespaces,
         images=ImageDefaults(engine=options.default_engine_image, proxy=options.default_proxy_image),
+        prometheus_address=options.prometheus_address,
     )
     priority = options.peering_priority
     if options.peering is not None and priority is None:

@@ -283,6 +283,15 @@ REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
         "install KEDA (https://keda.sh/docs/latest/deploy/: helm install keda kedacore/keda --namespace keda "
         "--create-namespace), or set serving.autoscaling.via: hpa",
     ),
+    (HPA_API_VERSION, "HorizontalPodAutoscaler"): RequiredApi(
+        HPA_API_VERSION,
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "spec.serving.autoscaling",
+        "serving.autoscaling through a HorizontalPodAutoscaler (via: hpa, or no KEDA in the cluster)",
+        "autoscaling/v2 is served from Kubernetes 1.23 on: upgrade the cluster, or install KEDA "
+        "(https://keda.sh/docs/latest/deploy/) and set serving.autoscaling.via: keda",
+    ),
     (INFERENCE_POOL_API_VERSION, "InferencePool"): RequiredApi(
         INFERENCE_POOL_API_VERSION,
         "InferencePool",

@@ -125,12 +125,19 @@ def _crash_problem(pod: str, container: Mapping[str, Any], ended: Mapping[str, A
     )
 
 
-def _desired_replicas(toolmodel: Mapping[str, Any]) -> int:
-    """``spec.serving.replicas``; 1 where a malformed object (a spec that is a string, replicas
-    that are no number: rejected at admission, but not by every API server) has none to give."""
+def _desired_replicas(toolmodel: Mapping[str, Any], workload: Mapping[str, Any] | None) -> int:
+    """``spec.serving.replicas``, or for an autoscaled ToolModel the count its autoscaler set on the
+    workload (``minReplicas`` until there is one); 1 where a malformed object (a spec that is a
+    string, replicas that are no number: rejected at admission, but not by every API server) has
+    none to give."""
     spec = toolmodel.get("spec")
     serving = spec.get("serving") if isinstance(spec, Mapping) else None
-    replicas = serving.get("replicas", 1) if isinstance(serving, Mapping) else 1
+    serving = serving if isinstance(serving, Mapping) else {}
+    autoscaling = serving.get("autoscaling")
+    if isinstance(autoscaling, Mapping):
+        replicas = ((workload or {}).get("spec") or {}).get("replicas", autoscaling.get("minReplicas", 1))
+    else:
+        replicas = serving.get("replicas", 1)
     return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 0 else 1
 
 
@@ -178,7 +185,8 @@ def _condition(
 def compute_status(
     toolmodel: Mapping[str, Any],
     *,
-    deployment: Mapping[str, Any] | None,
+    workload: Mapping[str, Any] | None,
+    workload_kind: str = "Deployment",
     pods: Sequence[Mapping[str, Any]] = (),
     events: Sequence[Mapping[str, Any]] = (),
     invalid: str | None = None,
@@ -187,11 +195,13 @@ def compute_status(
     dialect: str | None = None,
     now: str,
 ) -> dict[str, Any]:
-    """The status block for a ToolModel. ``invalid`` is the InvalidSpec message, if any."""
+    """The status block for a ToolModel, from its workload (the Deployment, or on several nodes the
+    LeaderWorkerSet, whose replicas are groups of pods) and their pods. ``invalid`` is the InvalidSpec
+    message, if any."""
     generation = toolmodel.get("metadata", {}).get("generation")
     previous = toolmodel.get("status") or {}
-    desired = _desired_replicas(toolmodel)
-    state = (deployment or {}).get("status") or {}
+    desired = _desired_replicas(toolmodel, workload)
+    state = (workload or {}).get("status") or {}
     ready = int(state.get("readyReplicas") or 0)
     updated = int(state.get("updatedReplicas") or 0)
 
@@ -206,10 +216,10 @@ def compute_status(
             condition("Degraded", True, "InvalidSpec", invalid),
         ]
     else:
-        problems = pod_problems(pods, events) if deployment is not None else []
+        problems = pod_problems(pods, events) if workload is not None else []
         rolled_out = updated >= desired and ready >= desired
-        if deployment is None:
-            phase, ready_reason, ready_message = "Pending", "Creating", "creating the Deployment"
+        if workload is None:
+            phase, ready_reason, ready_message = "Pending", "Creating", f"creating the {workload_kind}"
         elif desired == 0:
             phase, ready_reason, ready_message = "Pending", "ScaledToZero", "replicas is 0"
         elif problems:
@@ -225,10 +235,8 @@ def compute_status(
             condition("Ready", ready > 0, "Serving" if ready > 0 and not problems else ready_reason, ready_message),
             condition(
                 "Progressing",
-                deployment is None or not rolled_out,
-                "RollingOut"
-                if deployment is not None and not rolled_out
-                else ("Complete" if deployment else "Creating"),
+                workload is None or not rolled_out,
+                "RollingOut" if workload is not None and not rolled_out else ("Complete" if workload else "Creating"),
                 f"{updated}/{desired} replicas updated, {ready} ready",
             ),
             condition(

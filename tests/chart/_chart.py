@@ -63,19 +63,27 @@ def run(command: Sequence[str | Path], *, timeout: float = 120, **kwargs: Any) -
     return subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def helm_arguments(values: Iterable[Path] = (), sets: Iterable[str] = ()) -> list[str]:
+def helm_arguments(
+    values: Iterable[Path] = (), sets: Iterable[str] = (), api_versions: Iterable[str] = ()
+) -> list[str]:
+    """Helm's arguments for value files, --set assignments and --api-versions (the APIs the cluster
+    would serve: `.Capabilities.APIVersions`, which `helm template` does not ask a cluster for)."""
     arguments: list[str] = []
     for path in values:
         arguments += ["--values", str(path)]
     for assignment in sets:
         arguments += ["--set", assignment]
+    for api in api_versions:
+        arguments += ["--api-versions", api]
     return arguments
 
 
 @functools.cache
-def _template(values: tuple[Path, ...], sets: tuple[str, ...], crds: bool) -> tuple[int, str, str]:
+def _template(
+    values: tuple[Path, ...], sets: tuple[str, ...], crds: bool, api_versions: tuple[str, ...]
+) -> tuple[int, str, str]:
     helm = TOOLS_BIN / "helm"
-    command = [helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, *helm_arguments(values, sets)]
+    command = [helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, *helm_arguments(values, sets, api_versions)]
     if crds:
         command.append("--include-crds")
     done = run(command)
@@ -83,15 +91,27 @@ def _template(values: tuple[Path, ...], sets: tuple[str, ...], crds: bool) -> tu
 
 
 def helm_template(
-    tools: Tools, values: Iterable[Path] = (), sets: Iterable[str] = (), *, crds: bool = False
+    tools: Tools,
+    values: Iterable[Path] = (),
+    sets: Iterable[str] = (),
+    *,
+    crds: bool = False,
+    api_versions: Iterable[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`helm template` of the chart (cached: the same values render the same)."""
-    code, out, err = _template(tuple(values), tuple(sets), crds)
+    code, out, err = _template(tuple(values), tuple(sets), crds, tuple(api_versions))
     return subprocess.CompletedProcess(["helm", "template"], code, out, err)
 
 
-def render(tools: Tools, values: Iterable[Path] = (), sets: Iterable[str] = (), *, crds: bool = False) -> str:
-    done = helm_template(tools, values, sets, crds=crds)
+def render(
+    tools: Tools,
+    values: Iterable[Path] = (),
+    sets: Iterable[str] = (),
+    *,
+    crds: bool = False,
+    api_versions: Iterable[str] = (),
+) -> str:
+    done = helm_template(tools, values, sets, crds=crds, api_versions=api_versions)
     assert done.returncode == 0, f"helm template failed:\n{done.stderr}"
     return done.stdout
 

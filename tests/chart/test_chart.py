@@ -56,6 +56,17 @@ VARIANTS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     "defaults": ((), ()),
     "full": ((VALUES_FULL,), ()),
     "peering-cluster-wide": ((), ("replicaCount=3", "peering.enabled=true", "podMonitor.enabled=true")),
+    "scale-out-cluster-wide": (
+        (),
+        (
+            "scaleOut.leaderWorkerSet=true",
+            "scaleOut.keda=true",
+            "scaleOut.hpa=true",
+            "scaleOut.inferencePool=true",
+            "scaleOut.prometheusAddress=https://prometheus.example.com/prom",
+            "podMonitor.enabled=true",
+        ),
+    ),
     "namespaced-minimal": (
         (),
         (
@@ -267,6 +278,13 @@ BAD_VALUES = [
     ("helmTest.toolModel=Chat.GLM", "/helmTest/toolModel': 'Chat.GLM' does not match pattern"),
     ("networkPolicy.enabled=on", "/networkPolicy/enabled': got string, want boolean"),
     ("serviceAccount.create=false", "serviceAccount.name: name the existing ServiceAccount"),
+    ("scaleOut.leaderWorkerSet=maybe", "/scaleOut/leaderWorkerSet': value must be one of 'auto', true, false"),
+    ("scaleOut.keda=yes", "/scaleOut/keda': value must be one of 'auto', true, false"),
+    ("scaleOut.hpa=1", "/scaleOut/hpa': value must be one of 'auto', true, false"),
+    ("scaleOut.inferencePool=", "/scaleOut/inferencePool': value must be one of 'auto', true, false"),
+    ("scaleOut.lws=true", "/scaleOut': additional properties 'lws' not allowed"),
+    ("scaleOut.prometheusAddress=prometheus:9090", "/scaleOut/prometheusAddress': 'prometheus:9090' does not match"),
+    ("scaleOut.prometheusAddress=http://a b", "/scaleOut/prometheusAddress': 'http://a b' does not match"),
 ]
 
 
@@ -329,6 +347,37 @@ def test_the_chart_defaults_are_the_operators_defaults(tools: Tools):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     project = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'version = "{chart["appVersion"]}"' in project
+
+
+def test_the_prometheus_address_is_passed_to_the_operator_only_when_set(tools: Tools):
+    assert operator_container(variant(tools, "defaults"))["args"] == ["operator"]  # the operator's own default
+    address = "https://prometheus.example.com/prom"
+    args = operator_container(variant(tools, "scale-out-cluster-wide"))["args"]
+    assert args == ["operator", "--prometheus-address", address]
+
+
+def test_the_operator_accepts_the_arguments_the_chart_passes(tools: Tools):
+    from toolmodel_operator.run import _parser
+
+    for name in ("defaults", "full", "scale-out-cluster-wide"):
+        args = operator_container(variant(tools, name))["args"]
+        assert args[0] == "operator"
+        try:
+            options = _parser().parse_args(args[1:])
+        except SystemExit:
+            pytest.fail(f"`toolmodel {' '.join(args)}` ({name}) is refused by the operator's command line")
+        if "--prometheus-address" in args:
+            assert options.prometheus_address == args[args.index("--prometheus-address") + 1]
+
+
+def test_the_documented_prometheus_default_is_the_operators(tools: Tools):
+    from toolmodel_operator.scale_out import DEFAULT_PROMETHEUS_ADDRESS
+
+    values = (CHART / "values.yaml").read_text(encoding="utf-8")
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert yaml.safe_load(values)["scaleOut"]["prometheusAddress"] == ""
+    assert f"the operator's default, {DEFAULT_PROMETHEUS_ADDRESS}" in values
+    assert f'`scaleOut.prometheusAddress` | `""` (the operator\'s, `{DEFAULT_PROMETHEUS_ADDRESS}`)' in readme
 
 
 def test_defaults_grant_a_cluster_role_and_no_roles(tools: Tools):
@@ -394,7 +443,8 @@ def test_full_values_serve_the_watched_namespaces_with_roles_and_peers(tools: To
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     container = operator_container(manifests)
     assert container["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
-    assert container["args"] == ["operator", "--verbose"]
+    prometheus = "http://prometheus.observability.svc.cluster.local:9090"
+    assert container["args"] == ["operator", "--verbose", "--prometheus-address", prometheus]
     env = env_of(container)
     assert env["TOOLMODEL_NAMESPACES"] == "llm-prod,llm-staging"
     assert env["TOOLMODEL_PEERING"] == "toolmodel-ha"
@@ -404,12 +454,11 @@ def test_full_values_serve_the_watched_namespaces_with_roles_and_peers(tools: To
     monitor = one(manifests, "PodMonitor")
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["llm-prod", "llm-staging"]}
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/managed-by"] == "toolmodel-operator"
-    assert monitor["spec"]["podMetricsEndpoints"][0] | {} == {
-        "port": "http",
-        "path": "/metrics",
-        "interval": "15s",
-        "scrapeTimeout": "5s",
-    }
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"},
+        {"port": "engine", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"},
+    ]
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/instance"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert "CKV_K8S_43" not in json.dumps(deployment["metadata"].get("annotations", {}))  # pinned by digest
 
@@ -426,14 +475,47 @@ def test_peering_cluster_wide_uses_a_cluster_kopf_peering(tools: Tools):
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
 
 
-def test_the_selector_of_the_podmonitor_matches_the_pods_the_operator_makes(tools: Tools):
-    example = yaml.safe_load((ROOT / "examples" / "sim.yaml").read_text(encoding="utf-8"))
-    deployment = next(m for m in render_toolmodel(example) if m["kind"] == "Deployment")
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    ports = [port["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for port in c.get("ports", [])]
+def serving_pods(toolmodel: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pod templates the operator renders for a ToolModel, by role (the Deployment's pod, or a
+    LeaderWorkerSet's leader and worker): their labels, and their ports' names -> container."""
+    templates: dict[str, dict[str, Any]] = {}
+    for manifest in render_toolmodel(toolmodel):
+        if manifest["kind"] == "Deployment":
+            templates["pod"] = manifest["spec"]["template"]
+        elif manifest["kind"] == "LeaderWorkerSet":
+            group = manifest["spec"]["leaderWorkerTemplate"]
+            templates |= {"leader": group["leaderTemplate"], "worker": group["workerTemplate"]}
+    return {
+        role: {
+            "labels": template["metadata"]["labels"],
+            "ports": {port["name"]: c["name"] for c in template["spec"]["containers"] for port in c.get("ports", [])},
+        }
+        for role, template in templates.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("example", "roles"),
+    [("sim.yaml", ["pod"]), ("autoscaled-qwen2.5-7b.yaml", ["pod"]), ("deepseek-v3-2node.yaml", ["leader", "worker"])],
+)
+def test_the_podmonitor_scrapes_the_proxy_and_the_engine_of_the_pods_the_operator_makes(
+    tools: Tools, example: str, roles: list[str]
+):
     monitor = one(variant(tools, "peering-cluster-wide"), "PodMonitor")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+    endpoints = {endpoint["port"]: endpoint for endpoint in monitor["spec"]["podMetricsEndpoints"]}
+    assert sorted(endpoints) == ["engine", "http"]
+    assert {endpoint["path"] for endpoint in endpoints.values()} == {"/metrics"}
+    toolmodel = yaml.safe_load((ROOT / "examples" / example).read_text(encoding="utf-8"))
+    pods = serving_pods(toolmodel)
+    assert sorted(pods) == sorted(roles)
+    for role, pod in pods.items():
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["labels"].items(), role
+        # The job label: the ToolModel's name, which the autoscalers' queries select by.
+        assert pod["labels"][monitor["spec"]["jobLabel"]] == toolmodel["metadata"]["name"], role
+        if role == "worker":  # no port of either: the leader exports the group's metrics
+            assert not set(endpoints) & set(pod["ports"])
+        else:
+            assert {port: pod["ports"].get(port) for port in endpoints} == {"http": "proxy", "engine": "engine"}
 
 
 def test_namespaced_without_observation_grants_nothing_cluster_wide(tools: Tools):
@@ -470,6 +552,23 @@ def test_the_notes_walk_through_a_first_toolmodel_and_an_sdk_call(tools: Tools):
     kinds = [m["kind"] for m in render_toolmodel(toolmodel)]
     assert kinds == ["ConfigMap", "Deployment", "Service"]
     assert toolmodel["spec"]["serving"]["engine"] == "sim"
+
+
+def test_the_notes_say_which_scale_out_kinds_are_granted(tools: Tools):
+    text = notes(tools)
+    assert "  granted:     none\n" in text
+    assert "LeaderWorkerSets (scaleOut.leaderWorkerSet=auto, the cluster serves no leaderworkerset.x-k8s.io/v1)" in text
+    assert "HorizontalPodAutoscalers (scaleOut.hpa=auto, the cluster serves no autoscaling/v2)" in text
+    text = notes(tools, "scaleOut.keda=true", "scaleOut.hpa=false")
+    assert "  granted:     KEDA ScaledObjects\n" in text
+    assert "HorizontalPodAutoscalers (scaleOut.hpa=false)," in text
+    assert "KEDA ScaledObjects (" not in text
+    every = notes(
+        tools, *(f"scaleOut.{feature}=true" for feature in ("leaderWorkerSet", "keda", "hpa", "inferencePool"))
+    )
+    assert "  granted:     LeaderWorkerSets, KEDA ScaledObjects, HorizontalPodAutoscalers, InferencePools\n" in every
+    assert "not granted" not in every
+    assert "Scale-out" not in notes(tools, "rbac.create=false")
 
 
 def test_the_notes_warn_when_the_test_namespace_is_not_watched(tools: Tools):

@@ -136,8 +136,8 @@ class Granted:
         }
 
 
-def granted(tools: Tools, *sets: str) -> Granted:
-    manifests = objects(render(tools, (), sets))
+def granted(tools: Tools, *sets: str, api_versions: Sequence[str] = ()) -> Granted:
+    manifests = objects(render(tools, (), sets, api_versions=api_versions))
     bound = {b["roleRef"]["name"] for b in find(manifests, "ClusterRoleBinding")}
     cluster = [
         rule for role in find(manifests, "ClusterRole") if role["metadata"]["name"] in bound for rule in role["rules"]
@@ -418,3 +418,110 @@ def test_implied_accesses_are_what_the_authorizer_checks_besides_the_verb():
     unblocking = json.dumps({"metadata": {"ownerReferences": [owner]}}).encode()
     assert implied_accesses("PATCH", path, {}, merge, unblocking) == []
     assert implied_accesses("GET", path, {}, {}, b"") == []
+
+
+# -- scale-out: each kind granted only when its feature is enabled or its API detected ------------------
+
+# scaleOut.FEATURE -> the (group, resource) it grants, and the API whose presence `auto` looks for.
+SCALE_OUT: dict[str, tuple[tuple[str, str], str]] = {
+    "leaderWorkerSet": (
+        ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+        "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet",
+    ),
+    "keda": (("keda.sh", "scaledobjects"), "keda.sh/v1alpha1/ScaledObject"),
+    "hpa": (("autoscaling", "horizontalpodautoscalers"), "autoscaling/v2/HorizontalPodAutoscaler"),
+    "inferencePool": (
+        ("inference.networking.k8s.io", "inferencepools"),
+        "inference.networking.k8s.io/v1/InferencePool",
+    ),
+}
+SCALE_OUT_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+WATCHED = ("team-a", "team-b")
+# Where the rules are: the ClusterRole (checked in any namespace), or a Role in each watched namespace.
+SCOPES: dict[str, tuple[str, ...]] = {"cluster": (), "namespaced": (f"watchNamespaces={{{','.join(WATCHED)}}}",)}
+
+
+def verbs_on(rules: Granted, scope: str, group: str, resource: str) -> set[str]:
+    """The verbs the operator may use on the resource, asked as the authorizer would, in the
+    namespaces it serves (a sample of all, cluster-wide): the same in each, and with Roles none
+    outside them."""
+    namespaces = WATCHED if scope == "namespaced" else ("default", "models")
+    asked = (*SCALE_OUT_VERBS, "update", "deletecollection")
+    found = [{verb for verb in asked if rules.allows(Access(verb, group, resource, ns, "x"))} for ns in namespaces]
+    assert all(verbs == found[0] for verbs in found), f"{resource}: unlike in {namespaces}: {found}"
+    if scope == "namespaced":
+        assert not [verb for verb in asked if rules.allows(Access(verb, group, resource, "unwatched", "x"))]
+    return found[0]
+
+
+def scale_out_grants(rules: Granted, scope: str) -> dict[str, set[str]]:
+    """feature -> the verbs granted on its kind, for the features with any."""
+    grants = {feature: verbs_on(rules, scope, *kind) for feature, (kind, _) in SCALE_OUT.items()}
+    return {feature: verbs for feature, verbs in grants.items() if verbs}
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_no_scale_out_kind_is_granted_by_default_without_its_api(tools: Tools, scope: str):
+    rules = granted(tools, *SCOPES[scope])
+    assert scale_out_grants(rules, scope) == {}
+    assert verbs_on(rules, scope, "apps", "deployments") == {"get", "list", "watch", "create", "patch"}
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("feature", SCALE_OUT)
+def test_a_scale_out_kind_is_granted_when_its_api_is_served(tools: Tools, feature: str, scope: str):
+    _, api = SCALE_OUT[feature]
+    rules = granted(tools, *SCOPES[scope], api_versions=[api])
+    assert scale_out_grants(rules, scope) == {feature: set(SCALE_OUT_VERBS)}  # that one only, every verb
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("feature", SCALE_OUT)
+def test_a_scale_out_kind_is_forced_on_or_off_by_its_value(tools: Tools, feature: str, scope: str):
+    forced_on = granted(tools, *SCOPES[scope], f"scaleOut.{feature}=true")
+    assert scale_out_grants(forced_on, scope) == {feature: set(SCALE_OUT_VERBS)}
+    every_api = [a for _, a in SCALE_OUT.values()]
+    forced_off = granted(tools, *SCOPES[scope], f"scaleOut.{feature}=false", api_versions=every_api)
+    assert set(scale_out_grants(forced_off, scope)) == set(SCALE_OUT) - {feature}
+
+
+def test_auto_looks_for_the_kind_not_its_group_version(tools: Tools):
+    """`helm template` reports every built-in group version, autoscaling/v2 included, with no cluster
+    at all; a cluster reports group/version/Kind too. Detection by group version alone would grant
+    HPAs in every rendering, and the others on a cluster serving only another kind of their group."""
+    group_versions = [api.rsplit("/", 1)[0] for _, api in SCALE_OUT.values()]
+    assert "autoscaling/v2" in group_versions
+    assert scale_out_grants(granted(tools, api_versions=group_versions), "cluster") == {}
+    assert scale_out_grants(granted(tools, api_versions=["autoscaling/v1/HorizontalPodAutoscaler"]), "cluster") == {}
+
+
+# (sets, api versions) -> whether Deployments get delete: only where LeaderWorkerSets are granted.
+DEPLOYMENT_DELETE = [
+    ((), (), False),
+    ((), ("leaderworkerset.x-k8s.io/v1/LeaderWorkerSet",), True),
+    (("scaleOut.leaderWorkerSet=true",), (), True),
+    (("scaleOut.leaderWorkerSet=false",), ("leaderworkerset.x-k8s.io/v1/LeaderWorkerSet",), False),
+    (("scaleOut.keda=true", "scaleOut.hpa=true", "scaleOut.inferencePool=true"), (), False),
+]
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize(("sets", "api_versions", "delete"), DEPLOYMENT_DELETE)
+def test_deployments_are_deletable_only_with_leader_worker_sets(
+    tools: Tools, scope: str, sets: tuple[str, ...], api_versions: tuple[str, ...], delete: bool
+):
+    rules = granted(tools, *SCOPES[scope], *sets, api_versions=api_versions)
+    verbs = verbs_on(rules, scope, "apps", "deployments")
+    assert verbs == {"get", "list", "watch", "create", "patch"} | ({"delete"} if delete else set())
+    assert ("leaderWorkerSet" in scale_out_grants(rules, scope)) == delete
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_the_scale_out_features_add_exactly_their_rules(tools: Tools, scope: str):
+    """Everything granted: the default rules, plus the four kinds' verbs and delete on Deployments,
+    and nothing else."""
+    default = granted(tools, *SCOPES[scope])
+    every = granted(tools, *SCOPES[scope], *(f"scaleOut.{feature}=true" for feature in SCALE_OUT))
+    added = {(verb, group, resource) for (group, resource), _ in SCALE_OUT.values() for verb in SCALE_OUT_VERBS}
+    assert every.grants() - default.grants() == added | {("delete", "apps", "deployments")}
+    assert default.grants() <= every.grants()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,10 +32,15 @@ class Cluster:
     def real(self) -> bool:
         return self.backend == "real"
 
+    def admin(self) -> kopf.ConnectionInfo:
+        """Credentials for another client with the test's own rights (as a controller would have)."""
+        return self.plane.admin() if self.plane is not None else kopf.ConnectionInfo(server=self.url)
+
 
 @asynccontextmanager
-async def emulated_cluster() -> AsyncIterator[Cluster]:
-    server = emulated_api_server()
+async def emulated_cluster(serves: Iterable[str] = ()) -> AsyncIterator[Cluster]:
+    """A fresh emulated API server, serving the optional kinds in ``serves`` (embedded.OPTIONAL_RESOURCES)."""
+    server = emulated_api_server(serves)
     url = await asyncio.to_thread(server.__enter__)
     try:
         async with KubeClient(kopf.ConnectionInfo(server=url), field_manager="test") as client:

@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,12 @@ from typing import Any
 import kopf
 import pytest
 import yaml
+from _crds import CRDS as SHARED_CRDS
+from _crds import FILES as PUBLISHED_CRDS
+from emulated import Cluster
 
-from toolmodel_operator.crd import CRD_NAME, crd_manifest
-from toolmodel_operator.kube import KubeClient, KubeError, Resource
+from toolmodel_operator.crd import crd_manifest
+from toolmodel_operator.kube import TOOLMODELS, KubeClient, KubeError, Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "hack" / "real-apiserver.sh"
@@ -43,6 +47,7 @@ TOOLS_BIN = Path(os.environ.get("TOOLMODEL_TOOLS_DIR", ROOT / ".tools")) / "bin"
 OPERATOR_NAMESPACE = "toolmodel-system"
 OPERATOR_ACCOUNT = "toolmodel-operator"
 ADMISSION = "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
+TEST_MANAGER = "test"  # the field manager of the tests' own writes, as "kubectl" is of kubectl's
 
 NAMESPACES = Resource("", "v1", "namespaces")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts")
@@ -79,8 +84,9 @@ def _tail(done: subprocess.CompletedProcess[str], lines: int = 25) -> str:
     return "\n".join((done.stdout + done.stderr).splitlines()[-lines:])
 
 
-def chart_cluster_role() -> dict[str, Any]:
-    """The ClusterRole the chart renders with its default values (helm from hack/install-tools.sh)."""
+def chart_cluster_role(api_versions: Iterable[str] = ()) -> dict[str, Any]:
+    """The ClusterRole the chart renders with its default values on a cluster serving ``api_versions``
+    (group/version/Kind, as helm's ``--api-versions``, which `helm install` learns from the cluster)."""
     helm = str(TOOLS_BIN / "helm")
     if not os.access(helm, os.X_OK):
         done = subprocess.run(
@@ -93,7 +99,8 @@ def chart_cluster_role() -> dict[str, Any]:
         )
         assert done.returncode == 0, f"hack/install-tools.sh could not install helm:\n{_tail(done)}"
     done = subprocess.run(
-        [helm, "template", "tm", str(CHART), "--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/rbac.yaml"],
+        [helm, "template", "tm", str(CHART), "--namespace", OPERATOR_NAMESPACE, "--show-only", "templates/rbac.yaml"]
+        + [f"--api-versions={api_version}" for api_version in api_versions],
         capture_output=True,
         text=True,
         timeout=120,
@@ -188,11 +195,13 @@ async def install_operator_account(plane: ControlPlane, client: KubeClient, role
     return await service_account_token(client, namespace, name)
 
 
-async def install_crd(client: KubeClient) -> None:
-    await create_or_replace(client, CRDS, crd_manifest())
+async def install_crd(client: KubeClient, crd: Mapping[str, Any] | None = None) -> None:
+    """The ToolModel CRD, or ``crd``, created or replaced, once established."""
+    crd = crd or crd_manifest()
+    await create_or_replace(client, CRDS, crd)
     deadline = time.monotonic() + 30
     while True:
-        crd = await client.get(CRDS, None, CRD_NAME)
+        crd = await client.get(CRDS, None, crd["metadata"]["name"])
         conditions = {c["type"]: c["status"] for c in ((crd or {}).get("status") or {}).get("conditions") or []}
         if conditions.get("Established") == "True":
             return
@@ -203,11 +212,40 @@ async def install_crd(client: KubeClient) -> None:
 async def _set_up(plane: ControlPlane) -> None:
     async with KubeClient(plane.admin()) as client:
         await install_crd(client)
-        role = chart_cluster_role()
+        # The other projects' CRDs a ToolModel may need (LeaderWorkerSet, KEDA, InferencePool), as
+        # published: the chart grants the operator their kinds because the cluster serves them.
+        installed = []
+        for (group, kind), file in PUBLISHED_CRDS.items():
+            crd = yaml.safe_load((SHARED_CRDS / file).read_text(encoding="utf-8"))
+            await install_crd(client, _without_empty_string_defaults(crd))
+            version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+            installed.append(f"{group}/{version}/{kind}")
+        role = chart_cluster_role(installed)
         plane.operator_role = role
         plane.operator_token = await install_operator_account(plane, client, role)
     async with KubeClient(plane.admin(plane.cel_server)) as client:
         await install_crd(client)
+
+
+def _without_empty_string_defaults(node: Any) -> Any:
+    """The published schema less its ``default: ""`` (the names of the pod templates' object
+    references, in the schemas of Kubernetes 1.29 on): the 1.20 API server reads an empty default as
+    null and refuses the CRD for it. A list keyed by such a field (imagePullSecrets, by name) then
+    needs the key required, as the 1.20 schemas had it. Nothing else of the schema changes."""
+    if isinstance(node, list):
+        return [_without_empty_string_defaults(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    node = {
+        key: _without_empty_string_defaults(value) for key, value in node.items() if (key, value) != ("default", "")
+    }
+    items = node.get("items")
+    if isinstance(items, dict) and node.get("x-kubernetes-list-map-keys"):
+        properties = items.get("properties") or {}
+        undefaulted = [key for key in node["x-kubernetes-list-map-keys"] if "default" not in properties.get(key, {})]
+        required = items.setdefault("required", [])
+        required.extend(key for key in undefaulted if key not in required)
+    return node
 
 
 def start(run_dir: Path) -> Iterator[ControlPlane]:
@@ -242,3 +280,29 @@ def start(run_dir: Path) -> Iterator[ControlPlane]:
         yield plane
     finally:
         _script("stop", run_dir=run_dir, timeout=120)
+
+
+@asynccontextmanager
+async def real_cluster(plane: ControlPlane, test: str) -> AsyncIterator[Cluster]:
+    """A namespace of its own on the real control plane, deleted afterwards (with what is in it)."""
+    hint = "".join(c if c.isalnum() else "-" for c in test.split("[")[0].removeprefix("test_"))
+    namespace = plane.new_namespace_name(hint)
+    async with KubeClient(plane.admin(), field_manager=TEST_MANAGER) as client:
+        await client.create(
+            NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        )
+        try:
+            yield Cluster(
+                url=plane.server,
+                client=client,
+                backend="real",
+                namespace=namespace,
+                operator_connection=plane.operator(),
+                plane=plane,
+            )
+        finally:
+            # Its ToolModels first: gone at once, where the namespace takes a while, so that the
+            # operators of the tests that follow do not meet them.
+            for toolmodel in await client.list(TOOLMODELS, namespace):
+                await client.delete(TOOLMODELS, namespace, toolmodel["metadata"]["name"])
+            await client.delete(NAMESPACES, None, namespace)

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ from toolmodel_operator.kube import (
     DEPLOYMENTS,
     EVENTS,
     FIELD_MANAGER,
+    INFERENCE_POOLS,
+    LEADER_WORKER_SETS,
     PODS,
+    SCALED_OBJECTS,
     SECRETS,
     SERVICES,
     TOOLMODELS,
     KubeClient,
     KubeError,
+    Resource,
     resource_of,
 )
 from toolmodel_operator.render import render
@@ -369,8 +374,8 @@ async def test_an_operator_stopped_mid_reconcile_resumes_and_duplicates_nothing(
     hold = {"on": True}
     apply = handlers.apply
 
-    async def apply_then_hold(client: KubeClient, manifest: Mapping[str, Any]) -> str:
-        outcome = await apply(client, manifest)
+    async def apply_then_hold(client: KubeClient, manifest: Mapping[str, Any], **options: Any) -> str:
+        outcome = await apply(client, manifest, **options)
         while hold["on"]:
             first_done.set()
             await asyncio.sleep(0.05)  # cancelled when the operator stops
@@ -571,6 +576,7 @@ async def test_the_chart_s_cluster_role_allows_every_request_and_each_verb_is_us
             return await real.client.get(CONFIGMAPS, ns, first["configmap"]["metadata"]["name"]) is None
 
         await eventually(gone, 30)
+        await _through_scale_out(real)
     # (its own namespace's and cluster-wide requests: it also meets the ToolModels of other tests'
     # namespaces, being deleted, where nothing may be created)
     audited = [e for e in _audit(real, user) if (e.get("objectRef") or {}).get("namespace") in (None, ns)]
@@ -589,6 +595,44 @@ async def test_the_chart_s_cluster_role_allows_every_request_and_each_verb_is_us
     # update on toolmodels/finalizers is no request: admission checks it on every child written
     # with blockOwnerDeletion (the test above shows it is needed).
     assert unused == {("update", "toolmodel.dev", "toolmodels/finalizers")}, f"granted, never used: {sorted(unused)}"
+
+
+async def _through_scale_out(real: Cluster) -> None:
+    """Several nodes, autoscaled (KEDA), in an InferencePool; an edit of each put back; then back to
+    one node and none of them: every verb on the scale-out kinds the chart grants where they are served."""
+    ns, name = real.namespace, "chatglm3-sim"
+    lws = f"{name}-lws"
+    autoscaling = {"minReplicas": 1, "maxReplicas": 4}
+    spread = {"parallelism": {"pipelineParallelSize": 2, "nodes": 2}}
+    await real.client.patch(
+        TOOLMODELS, ns, name, {"spec": {**spread, "serving": {"autoscaling": autoscaling, "inferencePool": {}}}}
+    )
+    edits = [
+        (LEADER_WORKER_SETS, lws, {"spec": {"startupPolicy": "LeaderReady"}}, ("startupPolicy", "LeaderCreated")),
+        (SCALED_OBJECTS, name, {"spec": {"maxReplicaCount": 9}}, ("maxReplicaCount", 4)),
+        (INFERENCE_POOLS, name, {"spec": {"appProtocol": "kubernetes.io/h2c"}}, ("appProtocol", "http")),
+    ]
+    for resource, child, edit, (key, value) in edits:
+        await eventually(partial(real.client.get, resource, ns, child), 30)
+        await real.client.patch(resource, ns, child, edit)
+        await eventually(partial(_holds, real, resource, child, key, value), 30)
+    await eventually(partial(_absent, real, DEPLOYMENTS, name), 30)
+    one_node = {"parallelism": {"pipelineParallelSize": 1, "nodes": 1}}
+    await real.client.patch(
+        TOOLMODELS, ns, name, {"spec": {**one_node, "serving": {"autoscaling": None, "inferencePool": None}}}
+    )
+    for resource, child, *_ in edits:
+        await eventually(partial(_absent, real, resource, child), 30)
+    await eventually(partial(real.client.get, DEPLOYMENTS, ns, name), 30)
+
+
+async def _holds(real: Cluster, resource: Resource, name: str, key: str, value: Any) -> bool:
+    found = await real.client.get(resource, real.namespace, name)
+    return bool(found and found["spec"].get(key) == value)
+
+
+async def _absent(real: Cluster, resource: Resource, name: str) -> bool:
+    return await real.client.get(resource, real.namespace, name) is None
 
 
 @pytest.mark.parametrize(

@@ -569,9 +569,12 @@ def test_a_missing_crd_is_named_with_how_to_install_it(name: str, field: str, wo
     assert missing_api(manifests, served=set(REQUIRED_APIS)) is None
 
 
-def test_an_hpa_and_the_one_node_objects_need_nothing_optional():
+def test_an_hpa_needs_autoscaling_v2_and_the_one_node_objects_nothing_optional():
     manifests = render(example("autoscaled-qwen2.5-7b.yaml"), autoscaling=AutoscalingDefaults(via="hpa"))
-    assert missing_api(manifests, served=set()) is None
+    found = missing_api(manifests, served=set())
+    assert found is not None and found[0] == "spec.serving.autoscaling"
+    assert "Kubernetes 1.23" in found[1] and "via: keda" in found[1]
+    assert missing_api(manifests, served={("autoscaling/v2", "HorizontalPodAutoscaler")}) is None
     assert missing_api(render(example("sim.yaml")), served=set()) is None
 
 
@@ -682,11 +685,3 @@ def test_a_worker_joins_the_head_once_it_answers(stand_ins: dict[str, str]):
     _, worker = templates(workload(render(example("deepseek-v3-2node.yaml"))))
     log = run_container(named(worker, "engine"), {**stand_ins, "LWS_LEADER_ADDRESS": "ds-lws-0.ds-lws.ml"})
     assert log == ["ray start --address=ds-lws-0.ds-lws.ml:6379 --disable-usage-stats --block"] * 3
-
-
-def test_the_operator_says_which_field_it_cannot_apply_yet_rather_than_failing_to_reconcile():
-    from toolmodel_operator.handlers import not_applied_yet
-
-    assert not_applied_yet(render(tool_model(QWEN))) is None
-    message = not_applied_yet(render(tool_model(DEEPSEEK), max_gpus_per_node=8))
-    assert message is not None and message.startswith("spec.parallelism") and "LeaderWorkerSet" in message

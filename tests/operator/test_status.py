@@ -33,7 +33,7 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_all_replicas_ready_is_ready():
-    status = compute_status(TOOLMODEL, deployment=deployment(2), now=NOW, endpoint="http://m.ns.svc:8000/v1")
+    status = compute_status(TOOLMODEL, workload=deployment(2), now=NOW, endpoint="http://m.ns.svc:8000/v1")
     assert status["phase"] == "Ready" and status["readyReplicas"] == 2 and status["observedGeneration"] == 3
     ready = conditions(status)["Ready"]
     assert ready["status"] == "True" and ready["reason"] == "Serving" and ready["observedGeneration"] == 3
@@ -42,18 +42,18 @@ def test_all_replicas_ready_is_ready():
 
 
 def test_a_rollout_in_progress_is_progressing_and_says_the_model_may_be_loading():
-    status = compute_status(TOOLMODEL, deployment=deployment(0, 1), now=NOW)
+    status = compute_status(TOOLMODEL, workload=deployment(0, 1), now=NOW)
     assert status["phase"] == "Progressing"
     assert "loading the model" in conditions(status)["Ready"]["message"]
     assert conditions(status)["Progressing"]["status"] == "True"
 
 
 def test_no_deployment_yet_is_pending():
-    assert compute_status(TOOLMODEL, deployment=None, now=NOW)["phase"] == "Pending"
+    assert compute_status(TOOLMODEL, workload=None, now=NOW)["phase"] == "Pending"
 
 
 def test_an_invalid_spec_fails_with_the_message():
-    status = compute_status(TOOLMODEL, deployment=None, invalid="spec.x: fix it", now=NOW)
+    status = compute_status(TOOLMODEL, workload=None, invalid="spec.x: fix it", now=NOW)
     assert status["phase"] == "Failed"
     assert conditions(status)["Ready"] | {"lastTransitionTime": None} == {
         "type": "Ready",
@@ -66,11 +66,11 @@ def test_an_invalid_spec_fails_with_the_message():
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds():
-    first = compute_status(TOOLMODEL, deployment=deployment(2), now="2026-01-01T00:00:00Z")
-    later = compute_status({**TOOLMODEL, "status": first}, deployment=deployment(2), now=NOW)
+    first = compute_status(TOOLMODEL, workload=deployment(2), now="2026-01-01T00:00:00Z")
+    later = compute_status({**TOOLMODEL, "status": first}, workload=deployment(2), now=NOW)
     assert conditions(later)["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     degraded = compute_status(
-        {**TOOLMODEL, "status": first}, deployment=deployment(0), pods=[waiting("ImagePullBackOff")], now=NOW
+        {**TOOLMODEL, "status": first}, workload=deployment(0), pods=[waiting("ImagePullBackOff")], now=NOW
     )
     assert conditions(degraded)["Ready"]["lastTransitionTime"] == NOW
 
@@ -133,7 +133,7 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds():
     ids=["no-gpus", "no-matching-node", "image-pull", "missing-secret", "oom", "crash"],
 )
 def test_pod_trouble_is_explained(the_pod, reason, words):
-    status = compute_status(TOOLMODEL, deployment=deployment(0), pods=[the_pod], now=NOW)
+    status = compute_status(TOOLMODEL, workload=deployment(0), pods=[the_pod], now=NOW)
     assert status["phase"] == "Degraded"
     ready = conditions(status)["Ready"]
     assert ready["status"] == "False" and ready["reason"] == reason
@@ -142,7 +142,7 @@ def test_pod_trouble_is_explained(the_pod, reason, words):
 
 
 def test_some_replicas_serving_with_trouble_is_ready_but_degraded():
-    status = compute_status(TOOLMODEL, deployment=deployment(1), pods=[waiting("ImagePullBackOff")], now=NOW)
+    status = compute_status(TOOLMODEL, workload=deployment(1), pods=[waiting("ImagePullBackOff")], now=NOW)
     assert status["phase"] == "Degraded"
     assert conditions(status)["Ready"]["status"] == "True"
     assert conditions(status)["Degraded"]["reason"] == "ImagePullFailed"
@@ -209,7 +209,7 @@ def two_containers(proxy: dict[str, Any]) -> dict[str, Any]:
     ids=["back-off", "stopped", "restarted-and-waiting-again"],
 )
 def test_a_proxy_that_gives_up_on_its_tokenizer_is_named_with_its_reason(proxy, reason, words):
-    status = compute_status(TOOLMODEL, deployment=deployment(0), pods=[two_containers(proxy)], now=NOW)
+    status = compute_status(TOOLMODEL, workload=deployment(0), pods=[two_containers(proxy)], now=NOW)
     assert status["phase"] == "Degraded"
     ready = conditions(status)["Ready"]
     assert ready["status"] == "False" and ready["reason"] == reason
@@ -283,6 +283,6 @@ def test_a_pod_on_its_way_out_is_no_problem():
 
 @pytest.mark.parametrize("spec", ["a string", ["a"], {"serving": "fast"}, {"serving": {"replicas": "many"}}, None])
 def test_a_malformed_object_still_gets_a_status(spec):
-    status = compute_status({"metadata": {"name": "m"}, "spec": spec}, deployment=None, invalid="spec: broken", now=NOW)
+    status = compute_status({"metadata": {"name": "m"}, "spec": spec}, workload=None, invalid="spec: broken", now=NOW)
     assert status["phase"] == "Failed"
     assert next(c for c in status["conditions"] if c["type"] == "Ready")["message"] == "spec: broken"

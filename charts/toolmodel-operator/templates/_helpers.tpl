@@ -85,17 +85,26 @@ The rules for the objects the operator serves, in one namespace or all. Each ver
                                            who may update the owner's finalizers
   deployments         get, list, watch, create, patch     apply (get, then server-side apply: patch,
                                                           and create when it creates), watch
+                      + delete, with LeaderWorkerSets     a ToolModel moving to several nodes loses
+                                                          its Deployment (and back: its LeaderWorkerSet)
   services            get, list, watch, create, patch
   configmaps          get, list, watch, create, patch, delete   + its chat-template ConfigMap goes
                                                                   when the spec moves to the user's
   pods                list, watch          status from the pods, watch
   secrets             get                  a Secret a ToolModel names must exist (no list, no watch)
-  events              create, list         kopf posts events; status reads the pods' events
+  events              create, list         the operator posts events; status reads the pods' events
+and, each only when scaleOut grants it (toolmodel-operator.scaleOut), get, list, watch, create,
+patch and delete (apply, watch, and the object goes when the spec no longer asks for it) on
+  leaderworkersets    leaderworkerset.x-k8s.io   spec.parallelism over more than one node
+  scaledobjects       keda.sh                    spec.serving.autoscaling via KEDA
+  horizontalpodautoscalers  autoscaling          spec.serving.autoscaling via an HPA
+  inferencepools      inference.networking.k8s.io  spec.serving.inferencePool
 tests/chart/test_chart_rbac.py runs the operator against an emulated API server and checks every
 request it makes against these rules; tests/operator (backend "real") runs it on a real API server
 with the rendered ClusterRole, a ServiceAccount token and OwnerReferencesPermissionEnforcement.
 */}}
 {{- define "toolmodel-operator.namespacedRules" -}}
+{{- $leaderWorkerSet := include "toolmodel-operator.scaleOut" (list "leaderWorkerSet" .) -}}
 - apiGroups: [toolmodel.dev]
   resources: [toolmodels]
   verbs: [get, list, watch]
@@ -107,7 +116,7 @@ with the rendered ClusterRole, a ServiceAccount token and OwnerReferencesPermiss
   verbs: [update]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch{{ if $leaderWorkerSet }}, delete{{ end }}]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
@@ -123,6 +132,49 @@ with the rendered ClusterRole, a ServiceAccount token and OwnerReferencesPermiss
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]
+{{- if $leaderWorkerSet }}
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if include "toolmodel-operator.scaleOut" (list "keda" .) }}
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if include "toolmodel-operator.scaleOut" (list "hpa" .) }}
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if include "toolmodel-operator.scaleOut" (list "inferencePool" .) }}
+- apiGroups: [inference.networking.k8s.io]
+  resources: [inferencepools]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the operator is granted a scale-out feature's kind: "true", or empty. scaleOut.FEATURE true
+or false decides; auto grants when the cluster serves the kind (group/version/Kind), as Helm sees it:
+at install and upgrade, and for `helm template` only what --api-versions names. These are the kinds
+the operator looks for itself. The HPA's is served by every Kubernetes since 1.23, so there auto
+grants it, as the operator uses an HPA wherever KEDA is not installed. (Not the bare group version:
+`helm template` reports autoscaling/v2 with no cluster at all.) Argument: (list feature context).
+*/}}
+{{- define "toolmodel-operator.scaleOut" -}}
+{{- $feature := index . 0 }}
+{{- $context := index . 1 }}
+{{- $apis := dict
+  "leaderWorkerSet" "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"
+  "keda" "keda.sh/v1alpha1/ScaledObject"
+  "hpa" "autoscaling/v2/HorizontalPodAutoscaler"
+  "inferencePool" "inference.networking.k8s.io/v1/InferencePool" }}
+{{- if not (hasKey $apis $feature) }}
+{{- fail (printf "toolmodel-operator.scaleOut: no feature %q" $feature) }}
+{{- end }}
+{{- $setting := toString (index $context.Values.scaleOut $feature) }}
+{{- if or (eq $setting "true") (and (eq $setting "auto") ($context.Capabilities.APIVersions.Has (get $apis $feature))) }}true{{ end }}
 {{- end }}
 
 {{/*
