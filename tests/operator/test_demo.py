@@ -66,6 +66,30 @@ def test_an_example_that_needs_a_secret_runs_with_a_stand_in_the_demo_says_it_ma
     assert "Final answer" in out  # the client used the key the proxy took from the stand-in
 
 
+def test_the_multi_node_example_shows_its_leader_worker_set_and_runs_the_leader_pod_here(capsys):
+    example = Path(__file__).parents[2] / "examples" / "deepseek-v3-2node.yaml"
+    assert demo_main(["-f", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "LeaderWorkerSet deepseek-v3-lws: replicas 1, each a group of 2 pods" in out
+    assert "leader (pod 0), container engine: /bin/sh -c set -e ..." in out  # the Ray head, then vLLM
+    assert 'worker (pod 1), container engine: /bin/sh -c until ray start --address="$LWS_LEADER_ADDRESS:6379"' in out
+    assert "Running the leader pod here, from the LeaderWorkerSet's leader template" in out
+    # The simulated engine takes the leader's vLLM arguments as they are, Ray backend included.
+    (engine,) = re.findall(r"engine: toolmodel sim (.*) with ", out)
+    assert "--tensor-parallel-size 8 --pipeline-parallel-size 2 --distributed-executor-backend ray" in engine
+    assert "DIALECT=deepseek_v3 READY=1 PHASE=Ready" in out
+    assert "Final answer" in out
+
+
+def test_the_autoscaled_example_shows_its_scaled_object(capsys):
+    example = Path(__file__).parents[2] / "examples" / "autoscaled-qwen2.5-7b.yaml"
+    assert demo_main(["-f", str(example)]) == 0
+    out = capsys.readouterr().out
+    query = 'sum(vllm:num_requests_waiting{namespace="default",job="qwen2-5-7b-autoscaled"})'
+    assert f"ScaledObject qwen2-5-7b-autoscaled: 1-4 replicas on {query} (target 5 per replica)" in out
+    assert "PHASE=Ready" in out and "Final answer" in out
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
