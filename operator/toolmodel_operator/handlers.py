@@ -45,7 +45,14 @@ from .render import (
     resolved,
     workload,
 )
-from .scale_out import DEFAULT_PROMETHEUS_ADDRESS, KEDA_API_VERSION, REQUIRED_APIS, leader_worker_set_name, missing_api
+from .scale_out import (
+    DEFAULT_PROMETHEUS_ADDRESS,
+    KEDA_API_VERSION,
+    REQUIRED_APIS,
+    SCALE_OUT_KINDS,
+    leader_worker_set_name,
+    missing_api,
+)
 from .status import compute_status
 
 __all__ = ["OperatorConfig", "Reconciler", "build_registry"]
@@ -73,6 +80,9 @@ class OperatorConfig:
     # How long the answer to "which optional APIs (LeaderWorkerSet, KEDA, ...) does the cluster
     # serve" is reused: a CRD installed later is seen within this time (and the next resync).
     discovery_seconds: float = 30.0
+    # The optional kinds (scale_out.SCALE_OUT_KINDS) the operator may manage, as its RBAC grants them
+    # (the chart passes the ones it grants): only these are watched, looked up and written.
+    scale_out_kinds: tuple[str, ...] = SCALE_OUT_KINDS
 
 
 def _now() -> str:
@@ -85,7 +95,7 @@ class Reconciler:
         self.config = config
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._queued: set[tuple[str, str]] = set()  # a reconcile waits for the lock, not started yet
-        self._served = ServedApis(client, config.discovery_seconds)
+        self._served = ServedApis(client, config.discovery_seconds, config.scale_out_kinds)
 
     async def resync(self, namespaces: tuple[str, ...]) -> None:
         """Reconciles every ToolModel in these namespaces (all, when empty)."""
@@ -148,7 +158,7 @@ class Reconciler:
                     prometheus_address=self.config.prometheus_address,
                 ),
             )
-            missing = missing_api(manifests, served)
+            missing = missing_api(manifests, served, self.config.scale_out_kinds)
             if missing is not None:
                 raise InvalidSpec(*missing)  # nothing is created: not even the part the cluster could hold
         except InvalidSpec as error:
@@ -303,11 +313,13 @@ class Reconciler:
 
 class ServedApis:
     """Which of the optional APIs (``scale_out.REQUIRED_APIS``: LeaderWorkerSet, KEDA, autoscaling/v2,
-    InferencePool) the cluster serves, by discovery, asked again once the answer is ``ttl`` seconds old."""
+    InferencePool) of the ``permitted`` kinds the cluster serves, by discovery, asked again once the
+    answer is ``ttl`` seconds old."""
 
-    def __init__(self, client: KubeClient, ttl: float) -> None:
+    def __init__(self, client: KubeClient, ttl: float, permitted: tuple[str, ...]) -> None:
         self._client = client
         self._ttl = ttl
+        self._permitted = permitted
         self._served: set[tuple[str, str]] = set()
         self._asked_at: float | None = None
 
@@ -316,7 +328,9 @@ class ServedApis:
         if self._asked_at is None or now - self._asked_at >= self._ttl:
             served = set()
             for api_version, kind in REQUIRED_APIS:
-                if await self._client.serves(resource_of({"apiVersion": api_version, "kind": kind})):
+                if kind in self._permitted and await self._client.serves(
+                    resource_of({"apiVersion": api_version, "kind": kind})
+                ):
                     served.add((api_version, kind))
             self._served, self._asked_at = served, now
         return set(self._served)
@@ -431,18 +445,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: C9
             namespace = body.get("metadata", {}).get("namespace", "default")
             await reconciler().safely(reconciler().reconcile(namespace, name), body)
 
-    # The optional kinds too: where the cluster does not serve one, kopf says so once and watches
-    # it from when its CRD is installed.
-    for resource in (
-        DEPLOYMENTS,
-        CONFIGMAPS,
-        SERVICES,
-        PODS,
-        LEADER_WORKER_SETS,
-        SCALED_OBJECTS,
-        HORIZONTAL_POD_AUTOSCALERS,
-        INFERENCE_POOLS,
-    ):
+    # The optional kinds it is permitted too: where the cluster does not serve one, kopf says so
+    # once and watches it from when its CRD is installed.
+    optional = [
+        resource_of({"apiVersion": api_version, "kind": kind})
+        for api_version, kind in REQUIRED_APIS
+        if kind in config.scale_out_kinds
+    ]
+    for resource in (DEPLOYMENTS, CONFIGMAPS, SERVICES, PODS, *optional):
         kopf.on.event(resource.group, resource.version, resource.plural, labels=MANAGED_BY, registry=registry)(
             child_changed
         )

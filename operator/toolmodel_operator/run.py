@@ -13,7 +13,7 @@ import kopf
 from .api import DEFAULT_ENGINE_IMAGE, DEFAULT_PROXY_IMAGE
 from .handlers import OperatorConfig, build_registry
 from .render import DEFAULT_MAX_GPUS_PER_NODE, ImageDefaults
-from .scale_out import DEFAULT_PROMETHEUS_ADDRESS
+from .scale_out import DEFAULT_PROMETHEUS_ADDRESS, SCALE_OUT_KINDS
 
 __all__ = ["operator_main"]
 
@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the Prometheus that autoscaled ToolModels' KEDA ScaledObjects query (env TOOLMODEL_PROMETHEUS_ADDRESS, "
         f"default {DEFAULT_PROMETHEUS_ADDRESS})",
     )
+    parser.add_argument(
+        "--scale-out-kinds",
+        default=os.environ.get("TOOLMODEL_SCALE_OUT_KINDS", ",".join(SCALE_OUT_KINDS)),
+        help="the optional kinds the operator may manage, comma-separated, as its RBAC grants them (the chart "
+        f"passes those it grants; env TOOLMODEL_SCALE_OUT_KINDS; default all: {','.join(SCALE_OUT_KINDS)}); "
+        "a ToolModel needing another is reported InvalidSpec",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -84,6 +91,14 @@ def operator_main(argv: Sequence[str]) -> int:
     options = _parser().parse_args(list(argv))
     if options.max_gpus_per_node < 1:
         print("toolmodel operator: --max-gpus-per-node must be at least 1")
+        return 2
+    scale_out_kinds = tuple(kind.strip() for kind in options.scale_out_kinds.split(",") if kind.strip())
+    unknown = sorted(set(scale_out_kinds) - set(SCALE_OUT_KINDS))
+    if unknown:
+        print(
+            f"toolmodel operator: --scale-out-kinds: no such kind {', '.join(unknown)}; the kinds: "
+            + ", ".join(SCALE_OUT_KINDS)
+        )
         return 2
     namespaces = tuple(options.namespace or [n for n in os.environ.get("TOOLMODEL_NAMESPACES", "").split(",") if n])
     if options.all_namespaces:
@@ -98,6 +113,7 @@ def operator_main(argv: Sequence[str]) -> int:
         namespaces=namespaces,
         images=ImageDefaults(engine=options.default_engine_image, proxy=options.default_proxy_image),
         prometheus_address=options.prometheus_address,
+        scale_out_kinds=scale_out_kinds,
     )
     priority = options.peering_priority
     if options.peering is not None and priority is None:

@@ -7,13 +7,13 @@ operator writes for a ToolModel (pure, like ``render``, which uses this module).
   HorizontalPodAutoscaler (autoscaling/v2, a Pods metric) scaling the Deployment or LeaderWorkerSet.
 * An InferencePool (inference.networking.k8s.io/v1) of the serving pods, for the Gateway API Inference
   Extension.
-* ``REQUIRED_APIS`` / ``missing_api``: the CRDs these need, and the ``InvalidSpec`` words the handlers
-  report when the cluster does not have one.
+* ``REQUIRED_APIS`` / ``missing_api``: the APIs these need, and the ``InvalidSpec`` words the handlers
+  report when the cluster does not serve one or the operator is not permitted it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_MULTI_NODE_NAME",
     "RAY_HEAD_PORT",
     "REQUIRED_APIS",
+    "SCALE_OUT_KINDS",
     "SIGNAL_METRICS",
     "AutoscalingDefaults",
     "InvalidLayout",
@@ -262,6 +263,7 @@ class RequiredApi(NamedTuple):
     field: str  # the spec field that asks for it
     what: str  # the feature, for the message
     install: str  # how to get it, or what to change instead
+    chart_value: str  # the chart's value granting the operator this kind (scaleOut.<chart_value>)
 
 
 REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
@@ -273,6 +275,7 @@ REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
         "a replica on several nodes is a LeaderWorkerSet",
         "install LeaderWorkerSet (https://lws.sigs.k8s.io/docs/installation/: its release manifests or its Helm "
         "chart), or fit the model on one node (tensorParallelSize × pipelineParallelSize within a node's GPUs)",
+        "leaderWorkerSet",
     ),
     (KEDA_API_VERSION, "ScaledObject"): RequiredApi(
         KEDA_API_VERSION,
@@ -282,6 +285,7 @@ REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
         "serving.autoscaling via keda is a KEDA ScaledObject",
         "install KEDA (https://keda.sh/docs/latest/deploy/: helm install keda kedacore/keda --namespace keda "
         "--create-namespace), or set serving.autoscaling.via: hpa",
+        "keda",
     ),
     (HPA_API_VERSION, "HorizontalPodAutoscaler"): RequiredApi(
         HPA_API_VERSION,
@@ -291,6 +295,7 @@ REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
         "serving.autoscaling through a HorizontalPodAutoscaler (via: hpa, or no KEDA in the cluster)",
         "autoscaling/v2 is served from Kubernetes 1.23 on: upgrade the cluster, or install KEDA "
         "(https://keda.sh/docs/latest/deploy/) and set serving.autoscaling.via: keda",
+        "hpa",
     ),
     (INFERENCE_POOL_API_VERSION, "InferencePool"): RequiredApi(
         INFERENCE_POOL_API_VERSION,
@@ -300,8 +305,13 @@ REQUIRED_APIS: dict[tuple[str, str], RequiredApi] = {
         "serving.inferencePool is an InferencePool",
         "install the Gateway API Inference Extension's CRDs "
         "(https://gateway-api-inference-extension.sigs.k8s.io/), or remove serving.inferencePool",
+        "inferencePool",
     ),
 }
+
+
+# The kinds of REQUIRED_APIS: what the operator may be permitted (--scale-out-kinds; all by default).
+SCALE_OUT_KINDS: tuple[str, ...] = tuple(kind for _, kind in REQUIRED_APIS)
 
 
 def required_api(manifest: Mapping[str, Any]) -> RequiredApi | None:
@@ -309,17 +319,31 @@ def required_api(manifest: Mapping[str, Any]) -> RequiredApi | None:
     return REQUIRED_APIS.get((str(manifest.get("apiVersion")), str(manifest.get("kind"))))
 
 
-def missing_api(manifests: Sequence[Mapping[str, Any]], served: set[tuple[str, str]]) -> tuple[str, str] | None:
+def missing_api(
+    manifests: Sequence[Mapping[str, Any]],
+    served: set[tuple[str, str]],
+    permitted: Collection[str] | None = None,
+) -> tuple[str, str] | None:
     """(field, message) for the first manifest whose API is not among ``served`` ({(apiVersion, kind)} the
-    cluster has), for an InvalidSpec status that creates nothing; None when all are there."""
+    cluster has), or whose kind is not among ``permitted`` (the optional kinds the operator may manage,
+    as its deployment grants them; None: all), for an InvalidSpec status that creates nothing; None when
+    all are there."""
     for manifest in manifests:
         needed = required_api(manifest)
-        if needed is None or (needed.api_version, needed.kind) in served:
+        if needed is None:
             continue
         group = needed.api_version.split("/")[0]
-        return (
-            needed.field,
-            f"{needed.field}: {needed.what} ({needed.api_version}), and this cluster does not serve "
-            f"{needed.plural}.{group}: {needed.install}",
-        )
+        if permitted is not None and needed.kind not in permitted:
+            return (
+                needed.field,
+                f"{needed.field}: {needed.what} ({needed.api_version}), and this operator is not permitted to manage "
+                f"{needed.plural}.{group}: set the chart's scaleOut.{needed.chart_value}: true, or keep it auto and "
+                "`helm upgrade` once the cluster serves the API (the operator's --scale-out-kinds)",
+            )
+        if (needed.api_version, needed.kind) not in served:
+            return (
+                needed.field,
+                f"{needed.field}: {needed.what} ({needed.api_version}), and this cluster does not serve "
+                f"{needed.plural}.{group}: {needed.install}",
+            )
     return None

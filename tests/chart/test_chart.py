@@ -316,7 +316,7 @@ def test_defaults_run_one_hardened_standalone_operator(tools: Tools):
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = operator_container(manifests)
     assert container["image"] == "ghcr.io/toolmodel/operator:0.1.0"
-    assert container["args"] == ["operator"]
+    assert container["args"] == ["operator", "--scale-out-kinds="]  # nothing granted without the APIs
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == 65532
     assert security["readOnlyRootFilesystem"] is True
@@ -350,10 +350,10 @@ def test_the_chart_defaults_are_the_operators_defaults(tools: Tools):
 
 
 def test_the_prometheus_address_is_passed_to_the_operator_only_when_set(tools: Tools):
-    assert operator_container(variant(tools, "defaults"))["args"] == ["operator"]  # the operator's own default
+    assert "--prometheus-address" not in operator_container(variant(tools, "defaults"))["args"]  # the operator's own
     address = "https://prometheus.example.com/prom"
     args = operator_container(variant(tools, "scale-out-cluster-wide"))["args"]
-    assert args == ["operator", "--prometheus-address", address]
+    assert args[args.index("--prometheus-address") :] == ["--prometheus-address", address]
 
 
 def test_the_operator_accepts_the_arguments_the_chart_passes(tools: Tools):
@@ -444,7 +444,8 @@ def test_full_values_serve_the_watched_namespaces_with_roles_and_peers(tools: To
     container = operator_container(manifests)
     assert container["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
     prometheus = "http://prometheus.observability.svc.cluster.local:9090"
-    assert container["args"] == ["operator", "--verbose", "--prometheus-address", prometheus]
+    kinds = "--scale-out-kinds=InferencePool,ScaledObject,LeaderWorkerSet"  # values-full grants these
+    assert container["args"] == ["operator", "--verbose", kinds, "--prometheus-address", prometheus]
     env = env_of(container)
     assert env["TOOLMODEL_NAMESPACES"] == "llm-prod,llm-staging"
     assert env["TOOLMODEL_PEERING"] == "toolmodel-ha"

@@ -525,3 +525,23 @@ def test_the_scale_out_features_add_exactly_their_rules(tools: Tools, scope: str
     added = {(verb, group, resource) for (group, resource), _ in SCALE_OUT.values() for verb in SCALE_OUT_VERBS}
     assert every.grants() - default.grants() == added | {("delete", "apps", "deployments")}
     assert default.grants() <= every.grants()
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize(("sets", "api_versions", "_"), DEPLOYMENT_DELETE)
+def test_the_operator_is_told_exactly_the_scale_out_kinds_it_is_granted(
+    tools: Tools, scope: str, sets: tuple[str, ...], api_versions: tuple[str, ...], _: bool
+):
+    """--scale-out-kinds lists the kinds the rules grant: the operator watches and writes those, and
+    reports a ToolModel needing another as InvalidSpec, rather than meeting Forbidden."""
+    from toolmodel_operator.run import _parser
+
+    manifests = objects(render(tools, (), (*SCOPES[scope], *sets), api_versions=api_versions))
+    (deployment,) = find(manifests, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    kinds = _parser().parse_args(container["args"][1:]).scale_out_kinds
+    told = {kind for kind in kinds.split(",") if kind}
+    by_kind = {"leaderWorkerSet": "LeaderWorkerSet", "keda": "ScaledObject", "hpa": "HorizontalPodAutoscaler"}
+    by_kind["inferencePool"] = "InferencePool"
+    rules = granted(tools, *SCOPES[scope], *sets, api_versions=api_versions)
+    assert told == {by_kind[feature] for feature in scale_out_grants(rules, scope)}

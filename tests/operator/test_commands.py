@@ -114,3 +114,12 @@ def test_every_example_renders(capsys):
 def test_crd_prints_the_crd(capsys):
     assert crd_main([]) == 0
     assert capsys.readouterr().out == crd_yaml()
+
+
+def test_the_operator_refuses_a_scale_out_kind_it_does_not_know(capsys):
+    from toolmodel_operator.run import operator_main
+
+    assert operator_main(["--scale-out-kinds", "LeaderWorkerSet,StatefulSet"]) == 2
+    out = capsys.readouterr().out
+    assert "--scale-out-kinds: no such kind StatefulSet" in out
+    assert "LeaderWorkerSet, ScaledObject, HorizontalPodAutoscaler, InferencePool" in out

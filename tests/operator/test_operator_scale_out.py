@@ -304,3 +304,23 @@ def _replica_owners(deployment: dict[str, Any] | None) -> set[str]:
     return {
         entry["manager"] for entry in entries if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
     }
+
+
+async def test_a_kind_the_operator_is_not_permitted_names_the_chart_value_that_grants_it():
+    """Served, but not among the kinds the operator's RBAC grants (the chart's --scale-out-kinds):
+    InvalidSpec naming the value, nothing created, rather than a Forbidden retried for ever."""
+    async with emulated_cluster(serves=EVERY_OPTIONAL_KIND) as cluster:
+        async with running_operator(cluster, discovery_seconds=0, scale_out_kinds=("ScaledObject",)):
+            await cluster.client.create(TOOLMODELS, cluster.namespace, sim_toolmodel(cluster, parallelism=TWO_NODES))
+
+            async def invalid() -> dict[str, Any] | None:
+                ready = condition(await status_of(cluster, NAME), "Ready")
+                return ready if ready.get("reason") == "InvalidSpec" else None
+
+            ready = await eventually(invalid, within(cluster))
+            assert ready["message"].startswith("spec.parallelism")
+            assert "not permitted to manage leaderworkersets.leaderworkerset.x-k8s.io" in ready["message"]
+            assert "scaleOut.leaderWorkerSet: true" in ready["message"]
+            await settled(cluster)
+            assert await get(cluster, LEADER_WORKER_SETS, LWS) is None
+            assert await get(cluster, SERVICES, NAME) is None

@@ -162,6 +162,20 @@ the operator looks for itself. The HPA's is served by every Kubernetes since 1.2
 grants it, as the operator uses an HPA wherever KEDA is not installed. (Not the bare group version:
 `helm template` reports autoscaling/v2 with no cluster at all.) Argument: (list feature context).
 */}}
+{{/*
+The kinds the operator is granted (toolmodel-operator.scaleOut), comma-separated, for its
+--scale-out-kinds.
+*/}}
+{{- define "toolmodel-operator.scaleOutKinds" -}}
+{{- $kinds := list }}
+{{- range $feature, $kind := dict "leaderWorkerSet" "LeaderWorkerSet" "keda" "ScaledObject" "hpa" "HorizontalPodAutoscaler" "inferencePool" "InferencePool" }}
+{{- if include "toolmodel-operator.scaleOut" (list $feature $) }}
+{{- $kinds = append $kinds $kind }}
+{{- end }}
+{{- end }}
+{{- join "," $kinds }}
+{{- end }}
+
 {{- define "toolmodel-operator.scaleOut" -}}
 {{- $feature := index . 0 }}
 {{- $context := index . 1 }}
