@@ -218,11 +218,11 @@ async def _children(client: KubeClient, name: str) -> tuple[dict[str, Any], dict
         _print_containers("  leader (pod 0)", pod_spec(workload))
         _print_containers(f"  {workers}", group["workerTemplate"]["spec"])
     print(f"    Service {name}: port {toolmodel_port(workload)} -> the proxy")
+    status = await _status(client, name)  # written once every object of the reconcile is applied
     for resource in (SCALED_OBJECTS, HORIZONTAL_POD_AUTOSCALERS, INFERENCE_POOLS):
         found = await client.get(resource, NAMESPACE, name)
         if found is not None:
             print(f"    {found['kind']} {name}: {_summary(found)}")
-    status = await _status(client, name)
     print(f"    status: phase {status.get('phase')}, endpoint {status.get('endpoint')}")
     return workload, config_maps
 
