@@ -113,6 +113,20 @@ async def test_a_model_on_several_nodes_is_a_leader_worker_set_serving_through_i
     status = await eventually(lambda: reports("Ready", "Serving"), within(cluster))
     assert condition(status, "Ready")["message"] == "1/1 replicas ready"
 
+    # Scaled: a second group; one of two ready until the LeaderWorkerSet says otherwise.
+    await change_spec(cluster, {"serving": {"replicas": 2}})
+
+    async def groups() -> int | None:
+        found = await get(cluster, LEADER_WORKER_SETS, LWS)
+        return found["spec"].get("replicas") if found else None
+
+    assert await eventually(lambda: _equals(groups, 2), within(cluster))
+    status = await eventually(lambda: reports("Progressing", "Serving"), within(cluster))
+    assert (
+        condition(status, "Ready")["message"]
+        == "1/2 replicas ready; the engine may still be downloading or loading the model"
+    )
+
 
 async def test_moving_between_one_node_and_several_replaces_the_workload(cluster, operator):
     await cluster.client.create(TOOLMODELS, cluster.namespace, sim_toolmodel(cluster))
