@@ -46,6 +46,15 @@ class FakeEngine:
     version_asked: int = 0
     # POST /tokenize: the texts that are one token, with their ids; None: answered as any other path
     single_tokens: dict[str, int] | None = None
+    # When given, generations wait for it to be set: a whole answer before it is sent, a stream
+    # after its first frame (held requests, with no timing to guess)
+    gate: asyncio.Event | None = None
+    version_gate: asyncio.Event | None = None  # the same for GET /version's answer
+    break_stream: bool = False  # a completions stream breaks off after its first frame: the connection drops
+
+    async def held(self) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
 
     def next_output(self) -> str:
         return self.outputs.pop(0) if self.outputs else "Plain answer."
@@ -66,14 +75,21 @@ class FakeEngine:
         if self.output_ids and body.get("return_token_ids"):
             return await self._token_ids(request, body, self.output_ids.pop(0))
         texts = [self.next_output() for _ in range(body.get("n") or 1)]  # one output per choice
-        if self.delay and not body.get("stream"):
-            await asyncio.sleep(self.delay)
+        if not body.get("stream"):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            await self.held()
         generated = sum(len(text) // 3 for text in texts)
         usage = {"prompt_tokens": 10, "completion_tokens": generated, "total_tokens": 10 + generated}
         model = body.get("model") or SERVED_MODEL
         if not body.get("stream"):
             choices = [{"index": i, "text": text, "finish_reason": self.finish_reason} for i, text in enumerate(texts)]
             return web.json_response({"id": "cmpl-1", "model": model, "choices": choices, "usage": usage})
+        return await self._streamed(request, body, texts, usage, model)
+
+    async def _streamed(
+        self, request: web.Request, body: dict[str, Any], texts: list[str], usage: dict[str, int], model: str
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
@@ -93,6 +109,11 @@ class FakeEngine:
                     }
                     frame = {"id": "cmpl-1", "model": model, "choices": [choice]}
                     await response.write(b"data: " + orjson.dumps(frame) + b"\n\n")
+                    if step == 0 and number == 0:
+                        await self.held()
+                        if self.break_stream and request.transport is not None:
+                            request.transport.abort()
+                            return response
             if (body.get("stream_options") or {}).get("include_usage"):
                 await response.write(
                     b"data: " + orjson.dumps({"id": "cmpl-1", "choices": [], "usage": usage}) + b"\n\n"
@@ -151,12 +172,15 @@ class FakeEngine:
             try:
                 for index in range(50):
                     await response.write(b'data: {"n": %d}\n\n' % index)
+                    if index == 0:
+                        await self.held()
                     await asyncio.sleep(self.delay)
                 await response.write(b"data: [DONE]\n\n")
             except (asyncio.CancelledError, ConnectionResetError):
                 self.cancelled.set()
                 raise
             return response
+        await self.held()
         return web.Response(body=self.chat_body, content_type="application/json")
 
     async def other(self, request: web.Request) -> web.Response:
@@ -182,6 +206,8 @@ class FakeEngine:
 
     async def version_answer(self, request: web.Request) -> web.Response:
         self.version_asked += 1
+        if self.version_gate is not None:
+            await self.version_gate.wait()
         if self.version is None:
             return web.json_response({"detail": "Not Found"}, status=404)
         return web.json_response({"version": self.version})

@@ -84,11 +84,17 @@ def test_takes_vllms_command_line() -> None:
             "--no-enable-chunked-prefill",
             "--max-num-seqs", "64",
             "--quantization", "awq",
+            "--enable-lora",
             "--lora-modules", "x=/a", "y=/b",
+            "--max-loras", "2",
+            "--max-lora-rank", "32",
+            "--block-size", "32",
         ]
     )  # fmt: skip
     config = SimConfig.from_args(args)
     assert (config.model, config.served_model_names, config.max_model_len) == ("serve-me", ("a", "b"), 32000)
+    assert [(m.name, m.path) for m in config.lora_modules] == [("x", "/a"), ("y", "/b")]
+    assert (config.max_loras, config.max_lora_rank, config.max_num_seqs, config.block_size) == (2, 32, 64, 32)
     assert config.dialect == "llama3_json"
     assert config.chat_template == get_dialect("llama3_json").template
     assert not config.log_requests

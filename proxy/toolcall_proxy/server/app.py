@@ -44,6 +44,8 @@ _JSON: Headers = [(b"content-type", b"application/json")]
 _SSE: Headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _METRICS: Headers = [(b"content-type", b"text/plain; version=0.0.4")]
 _SHUTDOWN_GRACE_SECONDS = 25.0  # under Kubernetes' default 30 s termination grace period
+# The probes' paths: answered by the proxy itself, and not load (a scrape would count itself).
+_PROBES = ("/health", "/metrics")
 
 
 class ProxyApp:
@@ -53,6 +55,7 @@ class ProxyApp:
         self.settings = settings
         self.dialect = get_dialect(settings.dialect)
         self.metrics = ProxyMetrics()
+        self._load = self.metrics.load
         # New tools are checked in one thread of their own: a flood of them then queues there. With
         # a pool, several checking threads would take turns at the GIL ahead of the event loop, each
         # holding it for its 5 ms switch interval, and every other request would wait that convoy
@@ -129,15 +132,13 @@ class ProxyApp:
     def handle(self, exchange: Exchange) -> None:
         request = exchange.request
         path = request.path
+        if path in _PROBES:
+            self._probe(exchange)
+            return
+        # In flight until ``completed``, which the front end calls once for every exchange it
+        # handed over, however it ends (answered, failed, or its client gone).
+        self._load.in_flight += 1
         try:
-            if path == "/health":
-                exchange.kind = "health"
-                self._spawn(exchange, self._health(exchange))
-                return
-            if path == "/metrics":
-                exchange.kind = "metrics"
-                exchange.respond(200, self.metrics.exposition(), _METRICS)
-                return
             if path == "/v1/chat/completions" and request.method == "POST":
                 body = _json_body(request.body)
                 if self.prompts_every_chat or (self.settings.mode == "proxy" and needs_tool_path(body)):
@@ -155,6 +156,8 @@ class ProxyApp:
             _fail(exchange, error)
 
     def completed(self, exchange: Exchange) -> None:
+        if exchange.request.path not in _PROBES:
+            self._load.in_flight -= 1
         status = exchange.status if exchange.ended else 499  # 499: the client went away first
         kind = exchange.kind
         counter = self._counters.get((kind, status))
@@ -167,6 +170,14 @@ class ProxyApp:
         latency.observe(time.perf_counter() - exchange.started_at)
         if exchange.closed:
             log.info("client went away; upstream request cancelled (%s)", exchange.request.path)
+
+    def _probe(self, exchange: Exchange) -> None:
+        if exchange.request.path == "/health":
+            exchange.kind = "health"
+            self._spawn(exchange, self._health(exchange))
+        else:
+            exchange.kind = "metrics"
+            exchange.respond(200, self.metrics.exposition(), _METRICS)
 
     def admit(self, path: bytes, headers: Headers) -> ProxyError | None:
         """Refuses a request without the API key as soon as its headers are in, before its body is
@@ -265,14 +276,28 @@ class ProxyApp:
 
     async def _check_then_start_tools(self, exchange: Exchange, body: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
-        request = await loop.run_in_executor(self._schema_checker, parse_tool_request, body)
+        waiting = self._load.waiting("tools_check")
+
+        def check() -> ChatToolRequest:
+            # Its turn in the thread has come: it waits no more (said on the loop, which keeps the count).
+            loop.call_soon_threadsafe(waiting.leave)
+            return parse_tool_request(body)
+
+        try:
+            request = await loop.run_in_executor(self._schema_checker, check)
+        finally:
+            waiting.leave()  # checked, refused, or its client went away before its turn
         if not exchange.closed:
             self._start_tools(exchange, request)
 
     async def _ask_engine_then_start(self, exchange: Exchange, request: ChatToolRequest) -> None:
         if self._engine_question is None:
             self._engine_question = asyncio.ensure_future(self._ask_engine())
-        await asyncio.shield(self._engine_question)
+        waiting = self._load.waiting("engine_version")
+        try:
+            await asyncio.shield(self._engine_question)
+        finally:
+            waiting.leave()
         if not exchange.closed:
             self._start_tools(exchange, request, engine_asked=True)
 

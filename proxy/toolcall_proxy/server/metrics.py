@@ -10,7 +10,13 @@ from prometheus_client.registry import Collector
 
 from ..caching import CACHES
 
-__all__ = ["ProxyMetrics"]
+__all__ = ["QUEUES", "ProxyMetrics", "RequestLoad", "Waiting"]
+
+# What a request can wait for inside the proxy, before it goes to the engine: the one thread that
+# checks tools lists not seen before (a flood of new schemas queues there), and the engine's first
+# answer on how it takes a constraint (``GET /version``), asked once. The upstream pool has no
+# limit, so nothing waits for a connection.
+QUEUES = ("tools_check", "engine_version")
 
 
 class ProxyMetrics:
@@ -49,10 +55,69 @@ class ProxyMetrics:
             "toolmodel_proxy_upstream_errors", "Failed upstream requests", ["reason"], registry=self.registry
         )
 
+        self.load = RequestLoad()
         self.registry.register(_CacheCollector())
+        self.registry.register(_LoadCollector(self.load))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RequestLoad:
+    """The requests the proxy holds now, for an autoscaler. Plain counts: they change only on the
+    event loop's thread, once per request, and are read when /metrics is asked."""
+
+    __slots__ = ("in_flight", "queued")
+
+    def __init__(self) -> None:
+        self.in_flight = 0  # from a request's arrival until its response ended or its client left
+        self.queued = dict.fromkeys(QUEUES, 0)
+
+    def waiting(self, queue: str) -> Waiting:
+        """A request starts waiting in ``queue``; it stops when the token's ``leave`` is called."""
+        self.queued[queue] += 1
+        return Waiting(self, queue)
+
+
+class Waiting:
+    """One request's wait in one queue. ``leave`` may be called more than once (when its turn comes
+    and again when it is done): only the first counts, so the gauge never goes below zero."""
+
+    __slots__ = ("_load", "_queue")
+
+    def __init__(self, load: RequestLoad, queue: str) -> None:
+        self._load: RequestLoad | None = load
+        self._queue = queue
+
+    def leave(self) -> None:
+        if self._load is not None:
+            self._load.queued[self._queue] -= 1
+            self._load = None
+
+
+class _LoadCollector(Collector):
+    """The request load, read when /metrics is asked."""
+
+    def __init__(self, load: RequestLoad) -> None:
+        self._load = load
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "toolmodel_proxy_requests_in_flight",
+            "Requests being answered, from arrival until the response (a stream too) has ended or the client "
+            "went away; the probes' /health and /metrics are not counted",
+            value=self._load.in_flight,
+        )
+        queued = GaugeMetricFamily(
+            "toolmodel_proxy_requests_queued",
+            "Requests held in the proxy before they go to the engine, by what they wait for: the thread that "
+            "checks tools lists not seen before (tools_check), the engine's first answer on its version "
+            "(engine_version)",
+            labels=["waiting_for"],
+        )
+        for queue, count in self._load.queued.items():
+            queued.add_metric([queue], count)
+        yield queued
 
 
 class _CacheCollector(Collector):

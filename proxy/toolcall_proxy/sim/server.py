@@ -6,6 +6,11 @@ does, and answers in vLLM's response shapes: ``/health``, ``/v1/models``, ``/v1/
 its tool-call parsing) and ``/metrics``. ``--reject-tools`` turns it into a vLLM 0.4, which refused
 ``tools`` on the chat endpoint. Plain ASGI served by uvicorn: no framework on the request path.
 
+Requests are batched as vLLM batches them (``scheduler``: ``--max-num-seqs``, the KV cache,
+``--max-loras``), so /metrics counts what runs and what waits as vLLM's does. LoRA adapters
+(``--enable-lora --lora-modules``) are served as vLLM serves them, by name beside the base model;
+the simulated model answers through one as it does without.
+
 For a token-layout family (ChatGLM3) the server works on ids as vLLM does, with the tokenizer of
 ``--tokenizer`` (a directory or a cached model id), else ``--model``'s, else a demo tokenizer, and
 publishes it for the proxy beside it (``hub.simulated_tokenizer_dir``): text prompts are
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import socket
@@ -47,6 +53,8 @@ from ..rendering import TemplateRenderError, normalize_messages, render
 from ..server.constraints import version_tuple
 from ..tokens import TokenizerError
 from . import constrained, engine, tokenization
+from .scheduler import Scheduler
+from .scheduler import Sequence as BatchSequence
 from .token_model import TokenModel
 
 __all__ = ["ConfigError", "SimApp", "SimConfig", "build_parser", "main", "parse_args", "run", "serve"]
@@ -64,6 +72,13 @@ DEFAULT_MAX_MODEL_LEN = 8192
 DEFAULT_VLLM_VERSION = "0.12.0"
 STRUCTURED_OUTPUTS_BACKENDS = ("auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer")
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/completions
+# vLLM's --max-num-seqs for its OpenAI server on a GPU under 70 GiB or an A100 (EngineArgs'
+# get_batch_defaults; an H100-class GPU gets 1024, a CPU 128): the simulator has no GPU to ask.
+DEFAULT_MAX_NUM_SEQS = 256
+BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)  # vLLM's --block-size choices
+DEFAULT_BLOCK_SIZE = 16  # vLLM's on CUDA
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's --max-lora-rank choices
+DEFAULT_MAX_LORA_RANK = 16
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -72,7 +87,6 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/com
 _IGNORED_VALUE_FLAGS = (
     "--allowed-local-media-path",
     "--api-server-count",
-    "--block-size",
     "--chat-template-content-format",
     "--code-revision",
     "--collect-detailed-traces",
@@ -100,17 +114,13 @@ _IGNORED_VALUE_FLAGS = (
     "--max-log-len",
     "--max-logprobs",
     "--max-long-partial-prefills",
-    "--max-lora-rank",
-    "--max-loras",
     "--max-num-batched-tokens",
     "--max-num-partial-prefills",
-    "--max-num-seqs",
     "--max-parallel-loading-workers",
     "--max-seq-len-to-capture",
     "--mm-processor-cache-gb",
     "--mm-processor-kwargs",
     "--model-impl",
-    "--num-gpu-blocks-override",
     "--num-scheduler-steps",
     "--otlp-traces-endpoint",
     "--override-generation-config",
@@ -143,7 +153,6 @@ _IGNORED_LIST_FLAGS = (
     "--allowed-headers",
     "--allowed-methods",
     "--allowed-origins",
-    "--lora-modules",
     "--middleware",
     "--prompt-adapters",
 )
@@ -164,7 +173,6 @@ _IGNORED_BOOL_FLAGS = (
     "--enable-expert-parallel",
     "--enable-force-include-usage",
     "--enable-log-outputs",
-    "--enable-lora",
     "--enable-lora-bias",
     "--enable-prefix-caching",
     "--enable-prompt-embeds",
@@ -210,6 +218,72 @@ def _vllm_version(value: str) -> str:
     return value
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class LoraModule:
+    """An adapter of ``--lora-modules``: the name requests use, where its files are, and the base
+    model it belongs to (vLLM's ``LoRAModulePath``)."""
+
+    name: str
+    path: str
+    base_model_name: str | None = None
+
+
+_LORA_FIELDS = ("name", "path", "base_model_name", "is_3d_lora_weight")
+
+
+class _LoraModules(argparse.Action):
+    """vLLM's ``LoRAParserAction``: each value is ``name=path`` or a JSON object with ``name``,
+    ``path`` and optionally ``base_model_name``; a later ``--lora-modules`` replaces an earlier one."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        items = [values] if isinstance(values, str) else list(values or ())
+        setattr(namespace, self.dest, tuple(_lora_module(parser, item) for item in items if item))
+
+
+def _lora_module(parser: argparse.ArgumentParser, item: str) -> LoraModule:
+    if "=" in item and "," not in item:  # vLLM's test for its old form, name=path
+        name, _, path = item.partition("=")
+        if "=" in path or not name or not path:
+            parser.error(f"Invalid format for --lora-modules: {item} - use name=path or a JSON object")
+        return LoraModule(name, path)
+    try:
+        fields = orjson.loads(item)
+    except orjson.JSONDecodeError:
+        parser.error(f"Invalid JSON format for --lora-modules: {item}")
+    problem = _lora_fields_problem(fields)
+    if problem:
+        parser.error(f"Invalid fields for --lora-modules: {item} - {problem}")
+    return LoraModule(fields["name"], fields["path"], fields.get("base_model_name"))
+
+
+def _lora_fields_problem(fields: Any) -> str | None:
+    """What vLLM's ``LoRAModulePath(**fields)`` would fail on, in its words; None if nothing."""
+    if not isinstance(fields, dict):
+        return f"LoRAModulePath() argument after ** must be a mapping, not {type(fields).__name__}"
+    unexpected = [key for key in fields if key not in _LORA_FIELDS]
+    if unexpected:
+        return f"LoRAModulePath.__init__() got an unexpected keyword argument {unexpected[0]!r}"
+    missing = [key for key in ("name", "path") if key not in fields]
+    if missing:
+        return f"LoRAModulePath.__init__() missing required argument {missing[0]!r}"
+    if not all(isinstance(fields.get(key, ""), str) for key in ("name", "path")):
+        return "name and path must be strings"
+    return None
+
+
 def _milliseconds(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -246,6 +320,35 @@ def build_parser(prog: str = "toolmodel sim") -> argparse.ArgumentParser:
     model.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
     model.add_argument("--pipeline-parallel-size", "-pp", type=int, default=1)
     model.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+
+    batch = parser.add_argument_group("batching (as vLLM)")
+    batch.add_argument(
+        "--max-num-seqs",
+        type=_at_least_one,
+        default=DEFAULT_MAX_NUM_SEQS,
+        metavar="N",
+        help=f"sequences running at once; the others wait (default {DEFAULT_MAX_NUM_SEQS}, vLLM's on most GPUs)",
+    )
+    batch.add_argument("--block-size", type=int, choices=BLOCK_SIZES, default=DEFAULT_BLOCK_SIZE, metavar="TOKENS")
+    batch.add_argument(
+        "--num-gpu-blocks-override",
+        type=_at_least_one,
+        metavar="BLOCKS",
+        help="the KV cache's size in blocks (default: room for --max-num-seqs sequences of --max-model-len)",
+    )
+
+    lora = parser.add_argument_group("LoRA adapters (as vLLM)")
+    lora.add_argument("--enable-lora", action=argparse.BooleanOptionalAction, default=False)
+    lora.add_argument(
+        "--lora-modules",
+        nargs="+",
+        action=_LoraModules,
+        default=(),
+        metavar="NAME=PATH",
+        help='adapters served by name: name=path, or {"name": ..., "path": ..., "base_model_name": ...}',
+    )
+    lora.add_argument("--max-loras", type=_at_least_one, default=1, metavar="N", help="adapters in one batch")
+    lora.add_argument("--max-lora-rank", type=int, choices=LORA_RANKS, default=DEFAULT_MAX_LORA_RANK)
 
     frontend = parser.add_argument_group("server (as vLLM)")
     frontend.add_argument("--host", default=None, help="address to bind (default: all interfaces, like vLLM)")
@@ -363,10 +466,31 @@ class SimConfig:
     # The tokenizer's directory, for a dialect with a token layout: the simulator then works on
     # ids as vLLM does. None: prompts are read as text (always, for the other dialects).
     tokenizer: Path | None = None
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    block_size: int = DEFAULT_BLOCK_SIZE
+    kv_cache_blocks: int | None = None  # None: room for max_num_seqs sequences of max_model_len
+    enable_lora: bool = False
+    lora_modules: tuple[LoraModule, ...] = ()
+    max_loras: int = 1
+    max_lora_rank: int = DEFAULT_MAX_LORA_RANK
 
     def __post_init__(self) -> None:
         if not self.served_model_names:
             object.__setattr__(self, "served_model_names", (self.model,))
+        if self.kv_cache_blocks is None:
+            object.__setattr__(self, "kv_cache_blocks", self.max_num_seqs * self._blocks(self.max_model_len))
+        elif self.kv_cache_blocks < self._blocks(self.max_model_len):
+            # vLLM takes such an override, and a request that long then waits for ever: say so at start.
+            needed = self._blocks(self.max_model_len)
+            raise ConfigError(
+                f"--num-gpu-blocks-override {self.kv_cache_blocks}: {self.kv_cache_blocks} blocks of "
+                f"{self.block_size} tokens cannot hold one sequence of --max-model-len {self.max_model_len}, "
+                f"which would wait for ever; give at least {needed} blocks or a smaller --max-model-len"
+            )
+        _check_adapters(self)
+
+    def _blocks(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SimConfig:
@@ -387,6 +511,13 @@ class SimConfig:
             model=args.model,
             chat_template=template,
             dialect=dialect,
+            max_num_seqs=args.max_num_seqs,
+            block_size=args.block_size,
+            kv_cache_blocks=args.num_gpu_blocks_override,
+            enable_lora=args.enable_lora,
+            lora_modules=tuple(args.lora_modules),
+            max_loras=args.max_loras,
+            max_lora_rank=args.max_lora_rank,
             served_model_names=tuple(args.served_model_name or ()),
             max_model_len=args.max_model_len,
             ttft=args.ttft_ms / 1000,
@@ -402,6 +533,35 @@ class SimConfig:
             structured_outputs_backend=args.structured_outputs_backend,
             misbehave=tuple(args.misbehave),
         )
+
+
+def _check_adapters(config: SimConfig) -> None:
+    """What vLLM refuses of ``--lora-modules`` as it loads them at start-up, in its words. The
+    adapters' weights are not loaded; a local adapter's rank is read from its adapter_config.json."""
+    if config.lora_modules and not config.enable_lora:
+        raise ConfigError("LoRA is not enabled. Use --enable-lora to enable LoRA.")
+    seen: set[str] = set()
+    for module in config.lora_modules:
+        if module.name in seen:
+            raise ConfigError(
+                f"The lora adapter '{module.name}' has already been loaded. If you want to load the adapter "
+                "in place, set 'load_inplace' to True."
+            )
+        seen.add(module.name)
+        rank = _adapter_rank(Path(module.path))
+        if rank is not None and rank > config.max_lora_rank:
+            raise ConfigError(f"LoRA rank {rank} is greater than max_lora_rank {config.max_lora_rank}.")
+
+
+def _adapter_rank(folder: Path) -> int | None:
+    """The rank (``r``) in a local adapter's adapter_config.json; None for a Hugging Face id, which
+    the simulator does not download, or a folder without one."""
+    try:
+        adapter = orjson.loads((folder / "adapter_config.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    rank = adapter.get("r") if isinstance(adapter, dict) else None
+    return rank if isinstance(rank, int) else None
 
 
 def _tokenizer(args: argparse.Namespace, dialect: str) -> Path | None:
@@ -473,20 +633,26 @@ def _legacy_tools_error(body: Mapping[str, Any]) -> LegacyError:
 
 @dataclass(slots=True)
 class _Metrics:
-    running: int = 0
     prompt_tokens: int = 0
     generation_tokens: int = 0
     finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "abort": 0})
 
-    def render(self, model: str) -> bytes:
-        label = '{model_name="' + model.replace("\\", "\\\\").replace('"', '\\"') + '"}'
+    def render(self, model: str, batch: Scheduler, max_loras: int | None) -> bytes:
+        """vLLM's series; ``max_loras`` with LoRA enabled, else None."""
+        label = "{" + _labels(model_name=model) + "}"
         lines = [
             "# HELP vllm:num_requests_running Number of requests in model execution batches.",
             "# TYPE vllm:num_requests_running gauge",
-            f"vllm:num_requests_running{label} {self.running}",
+            f"vllm:num_requests_running{label} {batch.running}",
             "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
             "# TYPE vllm:num_requests_waiting gauge",
-            f"vllm:num_requests_waiting{label} 0",
+            f"vllm:num_requests_waiting{label} {batch.waiting}",
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{label} {batch.kv_cache_usage!r}",
+            "# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.",
+            "# TYPE vllm:num_preemptions_total counter",
+            f"vllm:num_preemptions_total{label} {batch.preemptions}",
             "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
             "# TYPE vllm:prompt_tokens_total counter",
             f"vllm:prompt_tokens_total{label} {self.prompt_tokens}",
@@ -498,7 +664,27 @@ class _Metrics:
         ]
         for reason, count in self.finished.items():
             lines.append(f'vllm:request_success_total{label[:-1]},finished_reason="{reason}"}} {count}')
+        if max_loras is not None:
+            running, waiting = batch.adapters()
+            adapters = _labels(
+                max_lora=str(max_loras),
+                waiting_lora_adapters=",".join(waiting),
+                running_lora_adapters=",".join(running),
+            )
+            lines += [
+                "# HELP vllm:lora_requests_info Running stats on lora requests.",
+                "# TYPE vllm:lora_requests_info gauge",
+                f"vllm:lora_requests_info{{{adapters}}} {time.time()!r}",  # vLLM's: the time it was set
+            ]
         return ("\n".join(lines) + "\n").encode()
+
+
+def _labels(**values: str) -> str:
+    return ",".join(f'{name}="{_label_value(value)}"' for name, value in values.items())
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -905,6 +1091,13 @@ class SimApp:
             stops=[stop for stop in spec.stop if constrained.is_single_token(stop)],
         )
         self.metrics = _Metrics()
+        self.batch = Scheduler(
+            max_num_seqs=config.max_num_seqs,
+            kv_blocks=config.kv_cache_blocks or 1,  # set by SimConfig
+            block_size=config.block_size,
+            max_loras=config.max_loras,
+        )
+        self.adapters = {module.name: module for module in config.lora_modules}
         self.created = int(time.time())
         parser_dialect = config.tool_call_parser if config.tool_call_parser in DIALECTS else config.dialect
         self.parser_dialect = get_dialect(parser_dialect)
@@ -949,7 +1142,9 @@ class SimApp:
         if path == "/health":
             await _send(send, 200, b"", b"application/json")
         elif path == "/metrics":
-            await _send(send, 200, self.metrics.render(self.config.served_model_names[0]), b"text/plain; version=0.0.4")
+            max_loras = self.config.max_loras if self.config.enable_lora else None
+            metrics = self.metrics.render(self.config.served_model_names[0], self.batch, max_loras)
+            await _send(send, 200, metrics, b"text/plain; version=0.0.4")
         elif path == "/v1/models":
             await _send_json(send, 200, self._models())
         elif path == "/version":
@@ -959,14 +1154,10 @@ class SimApp:
         else:
             body = await _read_json(receive)
             model = self._model_name(body)
-            self.metrics.running += 1
-            try:
-                if path == "/v1/completions":
-                    await self._completions(body, model, receive, send)
-                else:
-                    await self._chat(body, model, receive, send)
-            finally:
-                self.metrics.running -= 1
+            if path == "/v1/completions":
+                await self._completions(body, model, receive, send)
+            else:
+                await self._chat(body, model, receive, send)
 
     def _tokenize(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """vLLM's ``POST /tokenize`` of a text prompt: the ids of the model's tokenizer, or for a
@@ -987,59 +1178,96 @@ class SimApp:
         return any(name == b"authorization" and value == expected for name, value in scope["headers"])
 
     def _models(self) -> dict[str, Any]:
-        cards = []
-        for name in self.config.served_model_names:
-            permission = {
-                "id": f"modelperm-{uuid.uuid4().hex}",
-                "object": "model_permission",
-                "created": self.created,
-                "allow_create_engine": False,
-                "allow_sampling": True,
-                "allow_logprobs": True,
-                "allow_search_indices": False,
-                "allow_view": True,
-                "allow_fine_tuning": False,
-                "organization": "*",
-                "group": None,
-                "is_blocking": False,
-            }
-            cards.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": self.created,
-                    "owned_by": "vllm",
-                    "root": self.config.model,
-                    "parent": None,
-                    "max_model_len": self.config.max_model_len,
-                    "permission": [permission],
-                }
-            )
+        """The served names, then each adapter as vLLM lists it: its path as ``root``, its base
+        model as ``parent`` (``base_model_name`` if that is a served name, else the first)."""
+        base = self.config.served_model_names
+        cards = [self._card(name, self.config.model, None, self.config.max_model_len) for name in base]
+        for adapter in self.adapters.values():
+            parent = adapter.base_model_name if adapter.base_model_name in base else base[0]
+            cards.append(self._card(adapter.name, adapter.path, parent, None))
         return {"object": "list", "data": cards}
 
+    def _card(self, name: str, root: str, parent: str | None, max_model_len: int | None) -> dict[str, Any]:
+        permission = {
+            "id": f"modelperm-{uuid.uuid4().hex}",
+            "object": "model_permission",
+            "created": self.created,
+            "allow_create_engine": False,
+            "allow_sampling": True,
+            "allow_logprobs": True,
+            "allow_search_indices": False,
+            "allow_view": True,
+            "allow_fine_tuning": False,
+            "organization": "*",
+            "group": None,
+            "is_blocking": False,
+        }
+        return {
+            "id": name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "vllm",
+            "root": root,
+            "parent": parent,
+            "max_model_len": max_model_len,
+            "permission": [permission],
+        }
+
     def _model_name(self, body: Mapping[str, Any]) -> str:
+        """The name the request is served under: a served name or an adapter's (a base name first,
+        as vLLM looks them up); the answer carries it."""
         model = body.get("model")
         if model is None or model == "":
             return self.config.served_model_names[0]
-        if model not in self.config.served_model_names:
+        if model not in self.config.served_model_names and model not in self.adapters:
             raise SimError(404, f"The model `{model}` does not exist.", type="NotFoundError", param="model")
         return str(model)
 
-    async def _pace(self, count: int, disconnected: asyncio.Event | None) -> AsyncIterator[int]:
-        """Yields token positions at the simulated pace; stops if the client went away."""
+    def _sequence(self, prompt_tokens: int, model: str) -> BatchSequence:
+        adapter = model if model in self.adapters and model not in self.config.served_model_names else None
+        return BatchSequence(prompt_tokens, adapter)
+
+    @contextlib.asynccontextmanager
+    async def _batched(self, sequence: BatchSequence, disconnected: asyncio.Event | None) -> AsyncIterator[bool]:
+        """``sequence`` in the engine's batch for the ``with`` body: True once it runs, False if its
+        client went away while it waited (an abort)."""
+        try:
+            running = await self.batch.admit(sequence, disconnected)
+            if not running:
+                self.metrics.finished["abort"] += 1
+            yield running
+        finally:
+            self.batch.leave(sequence)
+
+    async def _pace(
+        self, sequence: BatchSequence, count: int, disconnected: asyncio.Event | None
+    ) -> AsyncIterator[int]:
+        """Yields token positions at the simulated pace, each token taking its room in the KV
+        cache; stops if the client went away."""
         for index in range(count):
             delay = self.config.ttft if index == 0 else self.config.itl
             if delay > 0:
-                await asyncio.sleep(delay)
-            if disconnected is not None and disconnected.is_set():
+                await _pause(delay, disconnected)
+            written = await self.batch.grow(sequence, disconnected)
+            if not written or (disconnected is not None and disconnected.is_set()):
                 self.metrics.finished["abort"] += 1
                 return
             yield index
 
-    async def _latency(self, tokens: int) -> None:
-        delay = self.config.ttft + self.config.itl * max(tokens - 1, 0)
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _generate_whole(self, receive: Receive, work: Sequence[tuple[BatchSequence, int]]) -> bool:
+        """Runs whole answers' sequences (each with its token count) through the batch at the
+        simulated pace. A client that goes away first aborts them, as vLLM aborts a request whose
+        client left: False then."""
+
+        async def run(sequence: BatchSequence, count: int) -> None:
+            async with self._batched(sequence, None):
+                async for _ in self._pace(sequence, count, None):
+                    pass
+
+        finished = await _unless_disconnected(receive, asyncio.gather(*(run(*item) for item in work)))
+        if not finished:
+            self.metrics.finished["abort"] += len(work)
+        return finished
 
     def _record(self, prompt_tokens: int, decoded: engine.Decoded) -> None:
         self.metrics.prompt_tokens += prompt_tokens
@@ -1072,7 +1300,9 @@ class SimApp:
         if sampling.stream:
             await _stream(receive, send, lambda gone: self._completion_chunks(body, head, sampling, jobs, gone))
             return
-        await self._latency(max(len(job.decoded.deltas) for job in jobs))
+        work = [(self._sequence(job.prompt_tokens, model), max(len(job.decoded.deltas), 1)) for job in jobs]
+        if not await self._generate_whole(receive, work):
+            return
         choices = []
         for index, job in enumerate(jobs):
             decoded = job.decoded
@@ -1180,30 +1410,37 @@ class SimApp:
         jobs: Sequence[_Job],
         disconnected: asyncio.Event,
     ) -> AsyncGenerator[bytes, None]:
+        # The choices are written one after another, each a sequence of the batch in its turn.
         for index, job in enumerate(jobs):
             decoded = job.decoded
             with_ids = sampling.return_token_ids and job.prompt_ids is not None
             last = len(decoded.deltas) - 1
-            async for position in self._pace(max(len(decoded.deltas), 1), disconnected):
-                delta = decoded.deltas[position] if decoded.deltas else ""
-                final = position >= last
-                if not delta and not final and not decoded.token_ids:  # vLLM sends every id's chunk
-                    continue
-                choice: dict[str, Any] = {
-                    "index": index,
-                    "text": delta,
-                    "logprobs": _logprobs(body, (delta,), position),
-                    "finish_reason": decoded.finish_reason if final else None,
-                    "stop_reason": decoded.stop_reason if final else None,
-                }
-                if with_ids:
-                    if position == 0:
-                        choice["prompt_token_ids"] = list(job.prompt_ids or ())
-                    choice["token_ids"] = list(decoded.token_ids[position : position + 1])
-                chunk: dict[str, Any] = {**head, "choices": [choice]}
-                if sampling.continuous_usage:
-                    chunk["usage"] = _usage(job.prompt_tokens, position + 1)
-                yield _sse(chunk)
+            sequence = self._sequence(job.prompt_tokens, head["model"])
+            async with self._batched(sequence, disconnected) as running:
+                if not running:
+                    return
+                async for position in self._pace(sequence, max(len(decoded.deltas), 1), disconnected):
+                    delta = decoded.deltas[position] if decoded.deltas else ""
+                    final = position >= last
+                    if not delta and not final and not decoded.token_ids:  # vLLM sends every id's chunk
+                        continue
+                    choice: dict[str, Any] = {
+                        "index": index,
+                        "text": delta,
+                        "logprobs": _logprobs(body, (delta,), position),
+                        "finish_reason": decoded.finish_reason if final else None,
+                        "stop_reason": decoded.stop_reason if final else None,
+                    }
+                    if with_ids:
+                        if position == 0:
+                            choice["prompt_token_ids"] = list(job.prompt_ids or ())
+                        choice["token_ids"] = list(decoded.token_ids[position : position + 1])
+                    chunk: dict[str, Any] = {**head, "choices": [choice]}
+                    if sampling.continuous_usage:
+                        chunk["usage"] = _usage(job.prompt_tokens, position + 1)
+                    yield _sse(chunk)
+            if disconnected.is_set():
+                return
             self._record(job.prompt_tokens, decoded)
         if sampling.include_usage:
             usage = _usage(sum(job.prompt_tokens for job in jobs), sum(job.decoded.completion_tokens for job in jobs))
@@ -1257,13 +1494,14 @@ class SimApp:
             "created": int(time.time()),
             "model": model,
         }
+        sequence = self._sequence(prompt_tokens, model)
         if sampling.stream:
             head["object"] = "chat.completion.chunk"
-            await _stream(
-                receive, send, lambda gone: self._chat_chunks(head, prompt_tokens, sampling, decoded, output, gone)
-            )
+            chunks = functools.partial(self._chat_chunks, head, sequence, sampling, decoded, output)
+            await _stream(receive, send, chunks)
             return
-        await self._latency(len(decoded.deltas))
+        if not await self._generate_whole(receive, [(sequence, max(len(decoded.deltas), 1))]):
+            return
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None,
@@ -1353,12 +1591,14 @@ class SimApp:
     async def _chat_chunks(
         self,
         head: Mapping[str, Any],
-        prompt_tokens: int,
+        sequence: BatchSequence,
         sampling: _Sampling,
         decoded: engine.Decoded,
         output: _ChatOutput,
         disconnected: asyncio.Event,
     ) -> AsyncGenerator[bytes, None]:
+        prompt_tokens = sequence.prompt_tokens
+
         def frame(delta: Mapping[str, Any], used: int, finish: str | None = None) -> bytes:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             if finish is not None:
@@ -1368,16 +1608,20 @@ class SimApp:
                 chunk["usage"] = _usage(prompt_tokens, used)
             return _sse(chunk)
 
-        yield frame({"role": "assistant", "content": ""}, 0)
-        last = len(decoded.deltas) - 1
-        async for position in self._pace(max(len(decoded.deltas), 1), disconnected):
-            final = position >= last
-            delta = output.step(decoded.deltas[position] if decoded.deltas else "", final)
-            if final:
-                yield frame(delta, position + 1, output.finish_reason(decoded))
-                self._record(prompt_tokens, decoded)
-            elif delta:
-                yield frame(delta, position + 1)
+        async with self._batched(sequence, disconnected) as running:
+            if not running:
+                return
+            # vLLM's first frame comes with the engine's first output: once the sequence runs
+            yield frame({"role": "assistant", "content": ""}, 0)
+            last = len(decoded.deltas) - 1
+            async for position in self._pace(sequence, max(len(decoded.deltas), 1), disconnected):
+                final = position >= last
+                delta = output.step(decoded.deltas[position] if decoded.deltas else "", final)
+                if final:
+                    yield frame(delta, position + 1, output.finish_reason(decoded))
+                    self._record(prompt_tokens, decoded)
+                elif delta:
+                    yield frame(delta, position + 1)
         if sampling.include_usage:
             yield _sse({**head, "choices": [], "usage": _usage(prompt_tokens, decoded.completion_tokens)})
         yield _DONE
@@ -1412,6 +1656,39 @@ async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> No
 
 async def _send_json(send: Send, status: int, payload: Any) -> None:
     await _send(send, status, orjson.dumps(payload), b"application/json")
+
+
+async def _pause(seconds: float, disconnected: asyncio.Event | None) -> None:
+    """The simulated time a token takes, cut short when the client goes away: vLLM aborts the
+    request then, and its place in the batch is free at once."""
+    if disconnected is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(disconnected.wait(), seconds)
+
+
+async def _unless_disconnected(receive: Receive, work: Awaitable[Any]) -> bool:
+    """Awaits ``work``; a client that goes away first cancels it. True if it finished."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done():  # the client went away first: its cancelled work unwinds (leaves the batch)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()  # its failure, if it failed
+    return True
 
 
 async def _stream(receive: Receive, send: Send, chunks: Callable[[asyncio.Event], AsyncGenerator[bytes, None]]) -> None:
@@ -1477,14 +1754,17 @@ def run(args: argparse.Namespace) -> None:
     """Serves with the parsed command line until interrupted."""
     config = SimConfig.from_args(args)
     log.info(
-        "simulating %s (served as %s, dialect %s, max_model_len %d) on %s:%d",
+        "simulating %s (served as %s, dialect %s, max_model_len %d, max_num_seqs %d) on %s:%d",
         config.model,
         ", ".join(config.served_model_names),
         config.dialect,
         config.max_model_len,
+        config.max_num_seqs,
         args.host or "0.0.0.0",
         args.port,
     )
+    for module in config.lora_modules:
+        log.info("LoRA adapter %s served from %s (its weights are not loaded)", module.name, module.path)
     uvicorn.Server(_uvicorn_config(SimApp(config), args)).run()
 
 
