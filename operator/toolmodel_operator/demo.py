@@ -325,12 +325,25 @@ async def _run_pod(
             )
             print(f"    endpoint {status['endpoint']} (here: http://127.0.0.1:{proxy_port}/v1)")
             dialect = status["dialect"]
-            served = status["servedModelName"]
+            served = asked = status["servedModelName"]
+            api_key = proxy_environment.get("TOOLMODEL_API_KEY", "demo")
+            adapters = [adapter["name"] for adapter in toolmodel["spec"].get("adapters") or []]
+            if adapters:
+                # An adapter's name is a model of its own, in the base model's dialect.
+                listed = await asyncio.to_thread(_models, proxy_port, api_key)
+                print(f"    /v1/models: {', '.join(listed)}; the client below asks for the adapter {adapters[0]}")
+                asked = adapters[0]
             tokenizer = prompt_tokenizer(dialect, proxy_environment)
             await asyncio.to_thread(show_raw_output, 7, dialect, engine_port, served, tokenizer)
-            api_key = proxy_environment.get("TOOLMODEL_API_KEY", "demo")
-            await asyncio.to_thread(_converse, proxy_port, served, api_key)
+            await asyncio.to_thread(_converse, proxy_port, asked, api_key)
     print("\nDone: kubectl apply -> operator -> vLLM-shaped pod -> proxy -> tool calls in the OpenAI SDK.")
+
+
+def _models(proxy_port: int, api_key: str) -> list[str]:
+    from openai import OpenAI
+
+    with OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key=api_key) as client:
+        return [model.id for model in client.models.list()]
 
 
 def _converse(proxy_port: int, served: str, api_key: str) -> None:

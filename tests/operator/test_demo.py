@@ -90,6 +90,16 @@ def test_the_autoscaled_example_shows_its_scaled_object(capsys):
     assert "PHASE=Ready" in out and "Final answer" in out
 
 
+def test_the_lora_example_lists_its_adapters_and_the_client_asks_one(capsys):
+    example = Path(__file__).parents[2] / "examples" / "lora-llama-3.2-3b.yaml"
+    assert demo_main(["-f", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "--enable-lora --lora-modules sql-lora=jeeejeee/llama32-3b-text2sql-spider support=" in out
+    assert "InferencePool llama-3-2-3b: pods " in out
+    assert "/v1/models: Llama-3.2-3B-Instruct, sql-lora, support; the client below asks for the adapter sql-lora" in out
+    assert 'get_current_weather({"location": "Paris"})' in out and "Final answer" in out
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
