@@ -232,7 +232,7 @@ async def test_a_deleted_multi_node_toolmodel_leaves_nothing_behind(cluster, ope
 # -- kinds the cluster does not serve ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["emulated", "real"])
+@pytest.fixture
 async def bare_cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     """A cluster without LeaderWorkerSet (emulated only: the real one has its CRD) and without
     autoscaling/v2 (both: Kubernetes 1.20)."""
@@ -244,13 +244,16 @@ async def bare_cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]
         yield running
 
 
-@pytest.mark.parametrize("case", ["hpa", "several nodes"])
+# The real control plane has LeaderWorkerSet installed: the emulator shows that case.
+@pytest.mark.parametrize(
+    ("bare_cluster", "case"),
+    [("emulated", "hpa"), ("real", "hpa"), ("emulated", "several nodes")],
+    indirect=["bare_cluster"],
+)
 async def test_a_kind_the_cluster_does_not_serve_is_named_with_how_to_get_it_and_nothing_is_created(
     bare_cluster: Cluster, case: str
 ):
     cluster = bare_cluster
-    if case == "several nodes" and cluster.real:
-        pytest.skip("the real control plane has LeaderWorkerSet installed; the emulator shows this case")
     toolmodel = sim_toolmodel(cluster)
     if case == "hpa":
         toolmodel["spec"]["serving"]["autoscaling"] = {**AUTOSCALING, "via": "hpa"}
