@@ -35,7 +35,7 @@ from toolcall_proxy.demo import (
 )
 from toolcall_proxy.dialects import DIALECTS, get_dialect
 
-from .embedded import OPTIONAL_RESOURCES, emulated_api_server, operator_thread
+from .embedded import emulated_api_server, operator_thread
 from .handlers import OperatorConfig
 from .kube import (
     CONFIGMAPS,
@@ -50,7 +50,7 @@ from .kube import (
     resource_of,
 )
 from .render import InvalidSpec, resolved
-from .scale_out import leader_worker_set_name
+from .scale_out import SCALE_OUT_KINDS, leader_worker_set_name
 
 __all__ = [
     "BUILTIN_TOOLMODEL",
@@ -148,8 +148,8 @@ def demo_main(argv: Sequence[str]) -> int:
 async def _demo(toolmodel: dict[str, Any]) -> int:
     name = toolmodel["metadata"]["name"]
     # A cluster with every API a ToolModel may ask for: LeaderWorkerSet, KEDA, autoscaling/v2, InferencePool.
-    with emulated_api_server(serves=OPTIONAL_RESOURCES) as url:
-        optional = ", ".join(OPTIONAL_RESOURCES)
+    with emulated_api_server(serves=SCALE_OUT_KINDS) as url:
+        optional = ", ".join(SCALE_OUT_KINDS)
         step(1, f"Emulated Kubernetes API server on {url} (kmock), with the ToolModel CRD installed (and {optional})")
         connection = kopf.ConnectionInfo(server=url)
         with operator_thread(OperatorConfig(connection=connection, resync_seconds=2)):

@@ -21,8 +21,10 @@ import kopf
 
 from .crd import crd_manifest
 from .handlers import OperatorConfig, build_registry
+from .kube import resource_of
+from .scale_out import REQUIRED_APIS
 
-__all__ = ["OPTIONAL_RESOURCES", "RESOURCES", "emulated_api_server", "operator_thread"]
+__all__ = ["RESOURCES", "emulated_api_server", "operator_thread"]
 
 # Everything the operator reads, writes or watches. The CRD resource must be there too, or kopf
 # never starts watching.
@@ -36,14 +38,6 @@ RESOURCES = {
     "v1/events": "Event",
     "v1/namespaces": "Namespace",
     "apiextensions.k8s.io/v1/customresourcedefinitions": "CustomResourceDefinition",
-}
-# What a cluster may serve or not (CRDs of other projects, autoscaling/v2 from Kubernetes 1.23): an
-# emulated cluster serves those it is asked to, by kind.
-OPTIONAL_RESOURCES = {
-    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1/leaderworkersets",
-    "ScaledObject": "keda.sh/v1alpha1/scaledobjects",
-    "HorizontalPodAutoscaler": "autoscaling/v2/horizontalpodautoscalers",
-    "InferencePool": "inference.networking.k8s.io/v1/inferencepools",
 }
 _CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition"})
 
@@ -86,6 +80,12 @@ def _is_apply(request: Any) -> bool:
     return bool(request.method == "PATCH" and content_type.startswith("application/apply-patch"))
 
 
+def _path(api_version: str, kind: str) -> str:
+    """kmock's name of a resource: group/version/plural."""
+    resource = resource_of({"apiVersion": api_version, "kind": kind})
+    return f"{resource.api_version}/{resource.plural}"
+
+
 @contextmanager
 def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -101,9 +101,10 @@ def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
 
 @contextmanager
 def emulated_api_server(serves: Iterable[str] = ()) -> Iterator[str]:
-    """An emulated API server with the ToolModel CRD installed, also serving the OPTIONAL_RESOURCES
-    of the kinds in ``serves``; yields its URL."""
-    resources = RESOURCES | {OPTIONAL_RESOURCES[kind]: kind for kind in serves}
+    """An emulated API server with the ToolModel CRD installed, also serving the optional kinds
+    (scale_out.SCALE_OUT_KINDS: LeaderWorkerSet, ...) in ``serves``; yields its URL."""
+    optional = {kind: api_version for api_version, kind in REQUIRED_APIS}
+    resources = RESOURCES | {_path(optional[kind], kind): kind for kind in serves}
     with _loop_thread("kubernetes-emulator") as loop:
         stack: list[Any] = []
 

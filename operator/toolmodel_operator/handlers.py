@@ -9,7 +9,6 @@ nothing twice; a child someone edited or deleted is put back by the event its ch
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from .kube import (
     apply,
     post_event,
     resource_of,
+    utc_now,
 )
 from .render import (
     DEFAULT_MAX_GPUS_PER_NODE,
@@ -83,10 +83,6 @@ class OperatorConfig:
     # The optional kinds (scale_out.SCALE_OUT_KINDS) the operator may manage, as its RBAC grants them
     # (the chart passes the ones it grants): only these are watched, looked up and written.
     scale_out_kinds: tuple[str, ...] = SCALE_OUT_KINDS
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Reconciler:
@@ -170,11 +166,7 @@ class Reconciler:
         for manifest in manifests:
             # An autoscaled workload's replicas are the autoscaler's: the operator's last count stays
             # until the autoscaler writes its own, rather than dropping to the default of 1.
-            is_workload = (manifest["kind"], manifest["metadata"]["name"]) == (
-                served_by["kind"],
-                served_by["metadata"]["name"],
-            )
-            hand_over = ("spec.replicas",) if autoscaled and is_workload else ()
+            hand_over = ("spec.replicas",) if autoscaled and manifest["kind"] == served_by["kind"] else ()
             outcome = await apply(self.client, manifest, hand_over=hand_over)
             if outcome != "unchanged":
                 kind, child = manifest["kind"], manifest["metadata"]["name"]
@@ -200,7 +192,7 @@ class Reconciler:
             endpoint=spec.endpoint,
             served_model_name=spec.served_model_name,
             dialect=spec.dialect,
-            now=_now(),
+            now=utc_now(),
         )
         await self._write_status(toolmodel, status)
 
@@ -262,7 +254,7 @@ class Reconciler:
         if previous.get("Ready", {}).get("message") != message:
             log.warning("ToolModel %s is invalid: %s", toolmodel["metadata"]["name"], message)
             await self._event(toolmodel, "Warning", "InvalidSpec", message)
-        status = compute_status(toolmodel, workload=None, invalid=message, now=_now())
+        status = compute_status(toolmodel, workload=None, invalid=message, now=utc_now())
         await self._write_status(toolmodel, status)
 
     async def safely(self, work: Awaitable[None], body: Mapping[str, Any]) -> None:

@@ -267,11 +267,16 @@ class KubeClient:
 EVENT_SOURCE = "toolmodel-operator"
 
 
+def utc_now() -> str:
+    """Now, as Kubernetes writes times (RFC 3339, seconds, UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 async def post_event(client: KubeClient, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
     """A core/v1 Event about ``obj`` (Normal or Warning), as `kubectl describe` shows them."""
     metadata = obj["metadata"]
     namespace = metadata.get("namespace", "default")
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = utc_now()
     involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": metadata["name"]}
     involved |= {"namespace": namespace, "uid": metadata.get("uid"), "resourceVersion": metadata.get("resourceVersion")}
     event = {

@@ -39,7 +39,7 @@ class Cluster:
 
 @asynccontextmanager
 async def emulated_cluster(serves: Iterable[str] = ()) -> AsyncIterator[Cluster]:
-    """A fresh emulated API server, serving the optional kinds in ``serves`` (embedded.OPTIONAL_RESOURCES)."""
+    """A fresh emulated API server, serving the optional kinds in ``serves`` (scale_out.SCALE_OUT_KINDS)."""
     server = emulated_api_server(serves)
     url = await asyncio.to_thread(server.__enter__)
     try:

@@ -155,7 +155,7 @@ with the rendered ClusterRole, a ServiceAccount token and OwnerReferencesPermiss
 {{- end }}
 
 {{/*
-Whether the operator is granted a scale-out feature's kind: "true", or empty. scaleOut.FEATURE true
+Whether the operator is granted a scale-out feature's kind: its API (group/version/Kind), or empty. scaleOut.FEATURE true
 or false decides; auto grants when the cluster serves the kind (group/version/Kind), as Helm sees it:
 at install and upgrade, and for `helm template` only what --api-versions names. These are the kinds
 the operator looks for itself. The HPA's is served by every Kubernetes since 1.23, so there auto
@@ -168,9 +168,9 @@ The kinds the operator is granted (toolmodel-operator.scaleOut), comma-separated
 */}}
 {{- define "toolmodel-operator.scaleOutKinds" -}}
 {{- $kinds := list }}
-{{- range $feature, $kind := dict "leaderWorkerSet" "LeaderWorkerSet" "keda" "ScaledObject" "hpa" "HorizontalPodAutoscaler" "inferencePool" "InferencePool" }}
-{{- if include "toolmodel-operator.scaleOut" (list $feature $) }}
-{{- $kinds = append $kinds $kind }}
+{{- range $feature := list "hpa" "inferencePool" "keda" "leaderWorkerSet" }}
+{{- with include "toolmodel-operator.scaleOut" (list $feature $) }}
+{{- $kinds = append $kinds (last (splitList "/" .)) }}
 {{- end }}
 {{- end }}
 {{- join "," $kinds }}
@@ -188,7 +188,8 @@ The kinds the operator is granted (toolmodel-operator.scaleOut), comma-separated
 {{- fail (printf "toolmodel-operator.scaleOut: no feature %q" $feature) }}
 {{- end }}
 {{- $setting := toString (index $context.Values.scaleOut $feature) }}
-{{- if or (eq $setting "true") (and (eq $setting "auto") ($context.Capabilities.APIVersions.Has (get $apis $feature))) }}true{{ end }}
+{{- $api := get $apis $feature }}
+{{- if or (eq $setting "true") (and (eq $setting "auto") ($context.Capabilities.APIVersions.Has $api)) }}{{ $api }}{{ end }}
 {{- end }}
 
 {{/*
