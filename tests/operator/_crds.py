@@ -33,7 +33,8 @@ def is_custom(manifest: Mapping[str, Any]) -> bool:
 
 
 @functools.cache
-def _crd(group: str, kind: str) -> dict[str, Any]:
+def published_crd(group: str, kind: str) -> dict[str, Any]:
+    """The CRD as published (shared and cached: copy before changing it); fails when shared/ is missing."""
     path = CRDS / FILES[(group, kind)]
     assert path.is_file(), (
         f"{path} is missing: clone shared/ beside the repository (its published CRDs are the contract)"
@@ -46,7 +47,7 @@ def _crd(group: str, kind: str) -> dict[str, Any]:
 def schema_of(api_version: str, kind: str) -> dict[str, Any]:
     """The openAPIV3Schema of the CRD version ``api_version`` names; it must be served."""
     group, _, version = api_version.partition("/")
-    served = {v["name"]: v for v in _crd(group, kind)["spec"]["versions"] if v.get("served")}
+    served = {v["name"]: v for v in published_crd(group, kind)["spec"]["versions"] if v.get("served")}
     assert version in served, f"{kind} {api_version}: the CRD serves only {sorted(served)}"
     schema: dict[str, Any] = served[version]["schema"]["openAPIV3Schema"]
     return schema

@@ -33,8 +33,8 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from _crds import CRDS as SHARED_CRDS
 from _crds import FILES as PUBLISHED_CRDS
+from _crds import published_crd
 from emulated import Cluster
 
 from toolmodel_operator.crd import crd_manifest
@@ -215,8 +215,8 @@ async def _set_up(plane: ControlPlane) -> None:
         # The other projects' CRDs a ToolModel may need (LeaderWorkerSet, KEDA, InferencePool), as
         # published: the chart grants the operator their kinds because the cluster serves them.
         installed = []
-        for (group, kind), file in PUBLISHED_CRDS.items():
-            crd = yaml.safe_load((SHARED_CRDS / file).read_text(encoding="utf-8"))
+        for group, kind in PUBLISHED_CRDS:
+            crd = published_crd(group, kind)
             await install_crd(client, _without_empty_string_defaults(crd))
             version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
             installed.append(f"{group}/{version}/{kind}")
